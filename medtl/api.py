@@ -1,0 +1,192 @@
+"""The Python API; the command line is a thin layer over these functions."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifacts import load_model, new_run_dir, save_model, write_csv, write_json
+from .backbones import backbone_cuts, create_backbone, get_spec
+from .config import TrainConfig
+from .data import ImageDataset, Preprocess, load_dataset
+from .errors import ConfigError, DataError
+from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
+from .model import Classifier, build_classifier
+from .strategies import Strategy, get_strategy
+from .training import CHECKPOINT, Trainer, load_checkpoint, predict, seed_everything
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns: test metrics (plus validation metrics of the selected epoch), the model."""
+
+    metrics: dict
+    model: Classifier
+    run_dir: Path
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_data(cfg: TrainConfig) -> ImageDataset:
+    data = load_dataset(cfg.data, root=cfg.data_root, image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.seed)
+    check_splits(data)
+    return data
+
+
+def check_splits(data: ImageDataset) -> None:
+    """Fail before training when a split cannot be trained on or scored."""
+    if data.task == "multilabel":
+        return
+    present = set(data.train.labels.unique().tolist())
+    missing = [data.classes[i] for i in range(data.num_classes) if i not in present]
+    if missing:
+        raise DataError(f"{data.name}: class(es) {missing} have no training images; add some or drop the class.")
+    for name in ("val", "test"):
+        if len(data.split(name).labels.unique()) < 2:
+            raise DataError(
+                f"{data.name}: the {name} split holds a single class, so AUROC/AUPRC are undefined; "
+                "give it images of every class (or let medtl make a stratified split)."
+            )
+
+
+def make_strategy(cfg: TrainConfig) -> Strategy:
+    cut = cfg.cut
+    if cfg.strategy == "truncated" and cut is None:
+        cut = get_spec(cfg.backbone).default_cut
+    return get_strategy(cfg.strategy, cut=cut, freeze_to=cfg.freeze_to, layer_decay=cfg.layer_decay,
+                        pretrained_lr_scale=cfg.pretrained_lr_scale)
+
+
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, verbose: bool = True,
+          **options) -> RunResult:
+    """Train one model and evaluate it once on the test split.
+
+    Args:
+        config: a :class:`TrainConfig`; ``options`` override its fields (``medtl.train(cut="layer3")``).
+        resume: a run directory to continue from its last checkpoint (its saved config is used).
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
+            raise ConfigError(f"{run_dir} has no config.yaml and {CHECKPOINT} to resume from.")
+        cfg = TrainConfig.load(run_dir / "config.yaml").validate()
+        state = load_checkpoint(run_dir)
+    else:
+        cfg = TrainConfig.from_dict({**(config or TrainConfig()).to_dict(), **options}).validate()
+        state = None
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    generator = seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    strategy = make_strategy(cfg)
+    data = load_data(cfg)
+    model = strategy.build(cfg.backbone, data.num_classes, weights=cfg.weights, in_chans=data.in_chans,
+                           image_size=cfg.image_size, head=cfg.head, classes=data.classes, task=data.task)
+    if resume is None:
+        name = cfg.name or f"{Path(data.name).stem}-{cfg.backbone}-{strategy.name}-{model.spec.cut}-s{cfg.seed}"
+        run_dir = new_run_dir(cfg.out, name)
+        cfg.save(run_dir / "config.yaml")
+    if verbose:
+        print(f"run {run_dir}\n{describe(model, strategy, data)}", flush=True)
+    start = time.perf_counter()
+    fit = Trainer(cfg, device, verbose).fit(model, strategy, data, run_dir, generator, resume=state)
+    model.load_state_dict(fit.best_state)
+    metrics = finish(model, data, cfg, run_dir, fit.history, fit.best_epoch, time.perf_counter() - start)
+    if verbose:
+        print(summary(metrics), flush=True)
+    return RunResult(metrics, model.cpu().eval(), run_dir)
+
+
+def describe(model: Classifier, strategy: Strategy, data: ImageDataset) -> str:
+    spec = model.spec
+    return (f"data {data.name}: {len(data.train)}/{len(data.val)}/{len(data.test)} images, {data.num_classes} classes "
+            f"({data.task}), {data.in_chans} channel(s)\nmodel {spec.backbone} cut at {spec.cut} ({strategy.name}), "
+            f"{count_parameters(model):,} parameters ({count_parameters(model, True):,} trainable), "
+            f"{spec.image_size} px, {spec.head} head")
+
+
+def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run_dir: Path, history: list[dict],
+           best_epoch: int, seconds: float) -> dict:
+    """Evaluate the selected model once on the test split and write every artefact of the run."""
+    device = next(model.parameters()).device
+    spec = model.spec
+    plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
+    test_prob, _ = predict(model, data.test.images.to(device), plain, data.task, channels_last=cfg.channels_last)
+    test = classification_metrics(data.test.labels.numpy(), test_prob, data.task, split="test")
+    best = next(row for row in history if row["epoch"] == best_epoch)
+    model.cpu()
+    metrics = {
+        **{f"test_{k}": v for k, v in test.items()},
+        **{k: v for k, v in best.items() if k.startswith("val_")},
+        "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"],
+        "parameters": count_parameters(model), "trainable_parameters": count_parameters(model, True),
+        "macs": count_macs(model, spec.in_chans, spec.image_size),
+        "train_seconds": seconds, "backbone": spec.backbone, "cut": spec.cut, "strategy": cfg.strategy,
+        "data": data.name, "seed": cfg.seed, "data_source": data.source,
+    }
+    write_csv(run_dir / "history.csv", history)
+    write_csv(run_dir / "predictions_test.csv", predictions_table(data.test.labels.numpy(), test_prob, data.task,
+                                                                  data.classes))
+    save_model(model, run_dir)
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def summary(metrics: dict) -> str:
+    return (f"test AUROC {metrics['test_auroc']:.4f}  AUPRC {metrics['test_auprc']:.4f}  "
+            f"accuracy {metrics['test_accuracy']:.4f}  balanced accuracy {metrics['test_balanced_accuracy']:.4f}  "
+            f"parameters {metrics['parameters']:,}  MACs {metrics['macs'] / 1e6:.1f}M  "
+            f"(best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s)")
+
+
+def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None = None, split: str = "test",
+             out: str | Path | None = None) -> dict:
+    """Score a saved model on a split of ``data`` (default: the data set it was trained on)."""
+    run = Path(run)
+    model = load_model(run)
+    spec = model.spec
+    if data is None:
+        saved = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+        cfg = TrainConfig.load(run / "config.yaml") if (run / "config.yaml").is_file() else TrainConfig()
+        data, data_root = saved.get("data", cfg.data), data_root or cfg.data_root
+    dataset = load_dataset(data, root=data_root, image_size=spec.image_size)
+    if spec.classes and dataset.classes != spec.classes:
+        raise DataError(f"{data} has classes {dataset.classes}, the model was trained on {spec.classes}.")
+    if dataset.in_chans != spec.in_chans:
+        raise DataError(f"{data} has {dataset.in_chans}-channel images, the model expects {spec.in_chans}.")
+    chosen = dataset.split(split)
+    plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
+    prob, _ = predict(model, chosen.images, plain, dataset.task)
+    metrics = classification_metrics(chosen.labels.numpy(), prob, dataset.task, split=split)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(out / f"predictions_{split}.csv", predictions_table(chosen.labels.numpy(), prob, dataset.task,
+                                                                      dataset.classes))
+        write_json(out / f"metrics_{split}.json", metrics)
+    return metrics
+
+
+def cuts(backbone: str, num_classes: int = 2, image_size: int = 224, in_chans: int = 3, head: str = "avg",
+         macs: bool = True) -> list[dict]:
+    """Every cut point of ``backbone``: level, feature shape, kept parameters (head included) and MACs."""
+    rows = []
+    for cut in backbone_cuts(create_backbone(backbone, None, in_chans)[0]):
+        model = build_classifier(backbone, num_classes, cut=cut.name, weights=None, in_chans=in_chans,
+                                 image_size=image_size, head=head)
+        with torch.no_grad():
+            shape = tuple(model.eval().trunk(torch.zeros(1, in_chans, image_size, image_size)).shape[1:])
+        rows.append({
+            "cut": cut.name, "level": cut.level, "feature_shape": "x".join(map(str, shape)),
+            "parameters": count_parameters(model),
+            **({"macs": count_macs(model, in_chans, image_size)} if macs else {}),
+        })
+    return rows

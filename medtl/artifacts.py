@@ -1,0 +1,93 @@
+"""Run directories and artefacts: atomic writes, the trained model as safetensors + JSON, CSV tables.
+
+A saved model is ``model.safetensors`` (tensors only, safe to open from anywhere) and ``model.json`` (the
+:class:`~medtl.model.ModelSpec`: backbone, cut, head, preprocessing, classes). Nothing here unpickles.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError
+from .model import Classifier, ModelSpec, rebuild
+
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_SPEC = "model.json"
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that a reader (or a crash) never sees a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write(path, buffer.getvalue())
+
+
+def new_run_dir(out: str | Path, name: str) -> Path:
+    """A fresh directory ``out/<timestamp>-<name>``; never reuses one (safe with concurrent runs)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
+    for i in range(1000):
+        path = out / (stem if i == 0 else f"{stem}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"could not create a new run directory under {out}.")
+
+
+def save_model(model: Classifier, directory: Path) -> None:
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(directory / MODEL_WEIGHTS, save(state, metadata={"format": "pt"}))
+    write_json(directory / MODEL_SPEC, model.spec.to_dict())
+
+
+def load_model(directory: str | Path) -> Classifier:
+    """Rebuild a saved classifier from ``model.json`` and load ``model.safetensors`` (strictly)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for name in (MODEL_SPEC, MODEL_WEIGHTS):
+        if not (directory / name).is_file():
+            raise ConfigError(f"{directory} is not a medtl run or model directory: {name} is missing.")
+    spec = ModelSpec(**json.loads((directory / MODEL_SPEC).read_text()))
+    model = rebuild(spec)
+    model.load_state_dict(load_file(str(directory / MODEL_WEIGHTS)), strict=True)
+    return model.eval()

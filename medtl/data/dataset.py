@@ -1,0 +1,99 @@
+"""The in-memory data set: three splits of stacked image tensors, their labels and where they came from.
+
+Everything is held as tensors so that the training loop can index batches directly (no per-image PIL work per epoch).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import DataError, unknown
+
+SPLITS = ("train", "val", "test")
+TASKS = ("binary", "multiclass", "multilabel")
+
+
+@dataclass
+class Split:
+    """One split: images ``(N, C, H, W)`` uint8 in 0..255 (or float32 in [0, 1] for 16-bit sources) and labels.
+
+    Labels are ``(N,)`` int64 class indices, or ``(N, L)`` float32 0/1 for multi-label tasks.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise DataError(f"split images must have shape (N, C, H, W), got {tuple(self.images.shape)}")
+        if self.images.dtype not in (torch.uint8, torch.float32):
+            raise DataError(f"split images must be uint8 or float32, got {self.images.dtype}")
+        if len(self.labels) != len(self.images):
+            raise DataError(f"split has {len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def float_images(self, idx: Any = None) -> torch.Tensor:
+        """``images[idx]`` as float32 in [0, 1]; uint8 images are divided by 255 (a new tensor, never a view)."""
+        x = self.images if idx is None else self.images[idx]
+        return x.float().div_(255) if x.dtype == torch.uint8 else x.clone()
+
+
+@dataclass
+class ImageDataset:
+    """A classification data set with fixed train/val/test splits that share one image shape and dtype.
+
+    ``source`` records provenance: ``kind`` ("medmnist" | "builtin" | "folder" | "csv" | "npz"), ``path``,
+    ``md5`` (None where no single file exists), ``license`` and ``citation`` (None where unknown), plus
+    kind-specific entries such as ``url`` or ``seed``.
+    """
+
+    name: str
+    task: str
+    classes: list[str]
+    train: Split
+    val: Split
+    test: Split
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise DataError(f"data set {self.name!r}: task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        ref = self.train.images
+        for name in SPLITS:
+            images = self.split(name).images
+            if images.shape[1:] != ref.shape[1:] or images.dtype != ref.dtype:
+                raise DataError(
+                    f"data set {self.name!r}: split {name!r} has images {tuple(images.shape[1:])} {images.dtype}, "
+                    f"but train has {tuple(ref.shape[1:])} {ref.dtype}; all splits must share one shape and dtype"
+                )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (or of labels, for multi-label tasks)."""
+        return len(self.classes)
+
+    @property
+    def in_chans(self) -> int:
+        return self.train.images.shape[1]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every image."""
+        c, h, w = self.train.images.shape[1:]
+        return c, h, w
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise unknown("split", name, list(SPLITS))
+        return getattr(self, name)
+
+    def class_counts(self, split: str = "train") -> list[int]:
+        """Images per class in ``split`` (for multi-label: positives per label), in class index order."""
+        labels = self.split(split).labels
+        if self.task == "multilabel":
+            return labels.sum(0).round().long().tolist()
+        return torch.bincount(labels, minlength=self.num_classes).tolist()

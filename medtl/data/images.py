@@ -1,0 +1,128 @@
+"""Reading image files into arrays with one channel layout and value range, and stacking many into a tensor.
+
+Channel rules: grey stays 1 channel, colour is RGB; alpha is removed by compositing on black; palette and other
+PIL modes become RGB. Value rules: 8-bit data stays uint8; 16-bit data becomes float32 in [0, 1] (divided by
+65535) so that no precision is lost to a uint8 round trip.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import DataError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+INT32_MAX = np.iinfo(np.int32).max
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether ``path`` names a supported image by its extension (case-insensitive); hidden files are not."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """The first frame of an image file as ``(H, W, C)``, C in {1, 3}: uint8, or float32 in [0, 1] for 16-bit data.
+
+    Raises DataError naming the file when it cannot be decoded (PIL raises many exception types for corrupt
+    files: OSError, ValueError, SyntaxError, struct.error, ...; all are reported the same way).
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return image_array(im, str(path))
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- any decoder failure means the same to the user: a bad file
+        raise DataError(
+            f"cannot read image {path}: {type(e).__name__}: {e}. The file is corrupt or not a supported image "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); replace or remove it."
+        ) from e
+
+
+def image_array(im: Image.Image, where: str = "image") -> np.ndarray:
+    """A decoded PIL image as ``(H, W, C)`` following the module's channel and value rules."""
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        a = np.asarray(im)
+    elif mode == "1":
+        a = np.asarray(im.convert("L"))
+    elif mode in ("LA", "RGBA"):
+        a = _on_black(np.asarray(im))
+    elif mode == "PA" or (mode == "P" and "transparency" in im.info):
+        a = _on_black(np.asarray(im.convert("RGBA")))
+    elif mode in SIXTEEN_BIT_MODES:
+        a = np.asarray(im).astype(np.float32) / 65535
+    elif mode == "I":
+        a = _int32_unit(np.asarray(im), where)
+    elif mode == "F":
+        a = _float_unit(np.asarray(im), where)
+    else:  # P, CMYK, YCbCr, LAB, HSV, RGBX, ...
+        a = np.asarray(im.convert("RGB"))
+    return a[..., None] if a.ndim == 2 else a
+
+
+def _on_black(a: np.ndarray) -> np.ndarray:
+    """Composite an 8-bit image with a trailing alpha channel on black, dropping the alpha channel."""
+    alpha = a[..., -1:].astype(np.uint16)
+    return ((a[..., :-1].astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+
+
+def _int32_unit(a: np.ndarray, where: str) -> np.ndarray:
+    """Mode "I" to [0, 1]: PIL opens 16-bit PNG/TIFF data in this mode too, so values within 0..65535 are scaled
+    by 65535 and larger ones by the int32 maximum; negative values are refused rather than clipped."""
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0:
+        raise DataError(f"{where}: 32-bit integer image has negative values (min {lo}); save it as 8- or 16-bit.")
+    return (a / (65535 if hi <= 65535 else INT32_MAX)).astype(np.float32)
+
+
+def _float_unit(a: np.ndarray, where: str) -> np.ndarray:
+    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+        raise DataError(
+            f"{where}: floating-point image has values outside [0, 1] (min {a.min()}, max {a.max()}); "
+            "rescale it to [0, 1] or save it as 8- or 16-bit."
+        )
+    return a.astype(np.float32)
+
+
+def resize_array(a: np.ndarray, size: int) -> np.ndarray:
+    """``(H, W, C)`` resized to ``(size, size, C)``, same dtype, with PIL's antialiased bilinear filter.
+
+    The aspect ratio is not kept: every image of a folder or manifest must stack into one tensor.
+    """
+    if a.shape[:2] == (size, size):
+        return a
+    if a.dtype == np.uint8:
+        out = np.asarray(Image.fromarray(a[..., 0] if a.shape[2] == 1 else a).resize((size, size), Image.BILINEAR))
+        return out[..., None] if out.ndim == 2 else out
+    channels = [Image.fromarray(np.ascontiguousarray(a[..., c])).resize((size, size), Image.BILINEAR) for c in
+                range(a.shape[2])]
+    # Bilinear weights are non-negative, so only float rounding can leave [0, 1].
+    return np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0, 1).astype(np.float32)
+
+
+def load_images(paths: Sequence[Path], size: int) -> torch.Tensor:
+    """Read, resize and stack images into ``(N, C, size, size)``.
+
+    If any image has colour, grey ones are replicated to 3 channels; if any is 16-bit, all become float32 in
+    [0, 1] (8-bit ones divided by 255), otherwise the result is uint8.
+    """
+    if not paths:
+        raise DataError("no image files to load")
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        arrays = list(pool.map(lambda p: resize_array(read_image(p), size), paths))
+    channels = max(a.shape[2] for a in arrays)
+    as_float = any(a.dtype != np.uint8 for a in arrays)
+    batch = np.empty((len(arrays), channels, size, size), np.float32 if as_float else np.uint8)
+    for i, a in enumerate(arrays):
+        if as_float and a.dtype == np.uint8:
+            a = a.astype(np.float32) / 255
+        batch[i] = a.transpose(2, 0, 1)  # a grey (1, H, W) image broadcasts to 3 channels
+    return torch.from_numpy(batch)

@@ -1,0 +1,31 @@
+"""Errors a user can act on.
+
+Every error raised for bad input derives from :class:`MedtlError`; the command line prints its message
+(no traceback) and exits with status 2.
+"""
+from __future__ import annotations
+
+import difflib
+
+
+class MedtlError(Exception):
+    """Bad input or an unavailable resource, with a message that says what to do."""
+
+
+class DataError(MedtlError):
+    """A data set, file or row cannot be used."""
+
+
+class ConfigError(MedtlError):
+    """An option or configuration value is invalid."""
+
+
+class WeightsUnavailableError(MedtlError):
+    """Pretrained weights were asked for but cannot be loaded (never replaced by random ones)."""
+
+
+def unknown(kind: str, name: str, valid: list[str]) -> ConfigError:
+    """A ``ConfigError`` for an unknown name that suggests the nearest valid ones."""
+    near = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+    return ConfigError(f"unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}.")

@@ -1,0 +1,5 @@
+"""Evaluation: classification metrics, per-sample predictions, and model cost (parameters, MACs, latency)."""
+from .metrics import TASKS, classification_metrics, predictions_table
+from .profile import count_macs, count_parameters, latency_ms
+
+__all__ = ["TASKS", "classification_metrics", "count_macs", "count_parameters", "latency_ms", "predictions_table"]

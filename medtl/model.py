@@ -1,0 +1,136 @@
+"""The classifier medtl trains: a (possibly truncated) pretrained trunk plus a new head."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .backbones import Trunk, backbone_cuts, create_backbone, find_cut, get_spec
+from .errors import ConfigError
+
+HEADS = ("avg", "flatten")
+
+
+class Head(nn.Module):
+    """Global average pooling + linear (``avg``, the default) or flatten + linear on the whole map (``flatten``,
+    the TruncatedTL code's default; much larger at shallow cuts)."""
+
+    def __init__(self, feature_shape: tuple[int, int, int], num_classes: int, kind: str = "avg"):
+        super().__init__()
+        if kind not in HEADS:
+            raise ConfigError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}.")
+        c, h, w = feature_shape
+        self.pool = nn.AdaptiveAvgPool2d(1) if kind == "avg" else nn.Identity()
+        self.fc = nn.Linear(c if kind == "avg" else c * h * w, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(features), 1))
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a trained classifier without medtl's training code (saved as model.json)."""
+
+    backbone: str
+    library: str
+    arch: str
+    cut: str
+    units: list[str]
+    head: str
+    num_classes: int
+    in_chans: int
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    classes: list[str] = field(default_factory=list)
+    task: str = "multiclass"
+    partial: list | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Classifier(nn.Module):
+    """``head(trunk(x))``; ``spec`` records how it was built."""
+
+    def __init__(self, trunk: Trunk, head: Head, spec: ModelSpec):
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+        self.spec = spec
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head.fc = nn.Linear(self.head.fc.in_features, num_classes)
+        self.spec.num_classes = num_classes
+
+
+def feature_shape(trunk: nn.Module, in_chans: int, image_size: int) -> tuple[int, int, int]:
+    """Output shape (C, H, W) of the trunk for one image.
+
+    Raises a clear error when the image is smaller than the cut's total stride: its features would then be
+    computed mostly from padding (a 1x1 map is checked against the stride measured at 256 px).
+    """
+
+    def probe(size: int) -> torch.Size:
+        with torch.no_grad():
+            return trunk(torch.zeros(1, in_chans, size, size)).shape
+
+    was_training = trunk.training
+    trunk.eval()
+    try:
+        shape = probe(image_size)
+        stride = 256 // probe(256)[-1] if shape[-1] == 1 and image_size < 256 else 1
+    except RuntimeError as e:
+        stride, shape = None, str(e).splitlines()[0]
+    finally:
+        trunk.train(was_training)
+    if stride is None or image_size < stride:
+        raise ConfigError(
+            f"an image size of {image_size} px is too small for this cut (total stride {stride or '?'}); "
+            "use a larger --image-size or an earlier --cut."
+        )
+    return tuple(shape[1:])  # type: ignore[return-value]
+
+
+def build_classifier(
+        backbone: str,
+        num_classes: int,
+        *,
+        cut: str | None = None,
+        weights: str | None = "imagenet",
+        in_chans: int = 3,
+        image_size: int = 224,
+        head: str = "avg",
+        classes: list[str] | None = None,
+        task: str = "multiclass",
+) -> Classifier:
+    """Create ``backbone`` with ``weights``, drop everything after ``cut`` (None: keep the whole backbone) and
+    attach a freshly initialised head for ``num_classes`` outputs."""
+    model, spec = create_backbone(backbone, weights, in_chans)
+    cuts = backbone_cuts(model)
+    chosen = find_cut(cuts, cut) if cut else cuts[-1]
+    trunk = Trunk(model, chosen)
+    shape = feature_shape(trunk, in_chans, image_size)
+    model_spec = ModelSpec(
+        backbone=backbone, library=spec.library, arch=spec.arch, cut=chosen.name, units=list(chosen.units),
+        head=head, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
+        mean=list(spec.mean), std=list(spec.std), classes=list(classes or []), task=task,
+        partial=list(chosen.partial) if chosen.partial else None,
+    )
+    return Classifier(trunk, Head(shape, num_classes, head), model_spec)
+
+
+def rebuild(spec: ModelSpec) -> Classifier:
+    """An untrained classifier with exactly the architecture that ``spec`` describes (for reloading)."""
+    get_spec(spec.backbone)  # validates the name
+    return build_classifier(
+        spec.backbone, spec.num_classes, cut=spec.cut, weights=None, in_chans=spec.in_chans,
+        image_size=spec.image_size, head=spec.head, classes=spec.classes, task=spec.task,
+    )
