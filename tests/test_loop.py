@@ -1,0 +1,37 @@
+"""Unit behaviour of the training loop's pieces (fast, no training)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medtl.config import TrainConfig
+from medtl.training.loop import batches, make_schedule, num_batches
+
+
+@pytest.mark.parametrize("n", [2, 3, 63, 64, 65, 66, 129, 546])
+@pytest.mark.parametrize("batch_size", [2, 7, 64])
+def test_batches_cover_every_image_once_and_never_hold_one(n, batch_size):
+    chunks = batches(n, batch_size, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(chunks).tolist()) == list(range(n))
+    assert min(len(c) for c in chunks) >= 2
+    assert len(chunks) == num_batches(n, batch_size)
+
+
+def test_batches_are_seeded():
+    a = batches(100, 10, torch.Generator().manual_seed(1))
+    b = batches(100, 10, torch.Generator().manual_seed(1))
+    c = batches(100, 10, torch.Generator().manual_seed(2))
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and not torch.equal(a[0], c[0])
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = make_schedule(opt, TrainConfig(epochs=4, warmup_epochs=1), steps_per_epoch=10)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] < lrs[5] < lrs[10] and max(lrs) == pytest.approx(1.0, abs=0.02)
+    assert lrs[10:] == sorted(lrs[10:], reverse=True) and lrs[-1] < 0.01
