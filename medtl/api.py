@@ -3,21 +3,27 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .artifacts import load_model, new_run_dir, save_model, write_csv, write_json
+from .artifacts import (atomic_write, load_model, new_run_dir, remove_partial_writes, save_model, write_csv,
+                        write_json)
 from .backbones import backbone_cuts, create_backbone, get_spec
+from .backbones.weights import read_state_dict
 from .config import TrainConfig
 from .data import ImageDataset, Preprocess, load_dataset
-from .errors import ConfigError, DataError
+from .data.splits import resplit
+from .errors import ConfigError, DataError, MedtlWarning
 from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
 from .model import Classifier, build_classifier
 from .strategies import Strategy, get_strategy
 from .training import CHECKPOINT, Trainer, load_checkpoint, predict, seed_everything
+
+SKIPPED_FILES = "skipped_files.txt"
 
 
 @dataclass
@@ -32,17 +38,33 @@ class RunResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} is not available here ({torch.cuda.device_count()} CUDA GPU(s)); use "
+                          "--device cpu or auto.")
+    return device
 
 
 def load_data(cfg: TrainConfig) -> ImageDataset:
-    data = load_dataset(cfg.data, root=cfg.data_root, image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.seed)
+    data = load_dataset(cfg.data, root=cfg.data_root, image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.seed,
+                        skip_bad_images=cfg.skip_bad_images)
+    if cfg.resplit is not None:
+        data = resplit(data, tuple(cfg.split), cfg.resplit)
     check_splits(data)
+    if len(data.train) < cfg.batch_size:
+        warnings.warn(f"the training split has {len(data.train)} images, fewer than the batch size {cfg.batch_size}; "
+                      f"each epoch is one batch of {len(data.train)}.", MedtlWarning, stacklevel=2)
     return data
 
 
 def check_splits(data: ImageDataset) -> None:
     """Fail before training when a split cannot be trained on or scored."""
+    if len(data.train) < 2:
+        raise DataError(f"{data.name}: the training split has {len(data.train)} image(s); training needs at least 2 "
+                        "(BatchNorm cannot learn from one).")
     if data.task == "multilabel":
         return
     present = set(data.train.labels.unique().tolist())
@@ -57,28 +79,51 @@ def check_splits(data: ImageDataset) -> None:
             )
 
 
+def report_skipped(data: ImageDataset, run_dir: Path) -> None:
+    """List the files --skip-bad-images left out, in ``skipped_files.txt`` and as a warning."""
+    path = run_dir / SKIPPED_FILES
+    atomic_write(path, "".join(f"{line}\n" for line in data.skipped))
+    shown = "\n  ".join(data.skipped[:20]) + ("\n  ..." if len(data.skipped) > 20 else "")
+    warnings.warn(f"skipped {len(data.skipped)} unreadable image file(s) (listed in {path}):\n  {shown}",
+                  MedtlWarning, stacklevel=2)
+
+
+def model_weights(cfg: TrainConfig) -> str | dict[str, torch.Tensor]:
+    """``--weights`` as the model builder takes it; a pickle file is read here, and only if the user trusts it."""
+    if cfg.trust_pickle and cfg.weights not in ("imagenet", "none", "random"):
+        return read_state_dict(cfg.weights, trust_pickle=True)
+    return cfg.weights
+
+
 def make_strategy(cfg: TrainConfig) -> Strategy:
     cut = cfg.cut
     if cfg.strategy == "truncated" and cut is None:
         cut = get_spec(cfg.backbone).default_cut
     return get_strategy(cfg.strategy, cut=cut, freeze_to=cfg.freeze_to, layer_decay=cfg.layer_decay,
-                        pretrained_lr_scale=cfg.pretrained_lr_scale)
+                        pretrained_lr_scale=cfg.pretrained_lr_scale, slim_from=cfg.slim_from, shrink=cfg.shrink,
+                        probe_epochs=cfg.probe_epochs)
 
 
-def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, verbose: bool = True,
-          **options) -> RunResult:
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, run_dir: str | Path | None = None,
+          verbose: bool = True, **options) -> RunResult:
     """Train one model and evaluate it once on the test split.
 
     Args:
         config: a :class:`TrainConfig`; ``options`` override its fields (``medtl.train(cut="layer3")``).
         resume: a run directory to continue from its last checkpoint (its saved config is used).
+        run_dir: write the run exactly here (created if missing) instead of a new timestamped directory under
+            ``out``; a grid (``medtl compare``) uses it to find its runs again.
     """
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
-            raise ConfigError(f"{run_dir} has no config.yaml and {CHECKPOINT} to resume from.")
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{run_dir} is not a medtl run directory (no config.yaml); nothing to resume.")
+        if not (run_dir / CHECKPOINT).is_file():
+            raise ConfigError(f"{run_dir} stopped before its first epoch ended, so there is no {CHECKPOINT} to resume "
+                              f"from; start it again with `medtl train --config {run_dir / 'config.yaml'}`.")
         cfg = TrainConfig.load(run_dir / "config.yaml").validate()
         state = load_checkpoint(run_dir)
+        remove_partial_writes(run_dir)
     else:
         cfg = TrainConfig.from_dict({**(config or TrainConfig()).to_dict(), **options}).validate()
         state = None
@@ -88,12 +133,28 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     device = resolve_device(cfg.device)
     strategy = make_strategy(cfg)
     data = load_data(cfg)
-    model = strategy.build(cfg.backbone, data.num_classes, weights=cfg.weights, in_chans=data.in_chans,
+    autocut = None
+    if cfg.cut == "auto":  # estimate the cut from one forward pass; cfg.cut becomes the pick
+        from .analysis.autocut import resolve_auto_cut
+
+        autocut = resolve_auto_cut(cfg, data, model_weights(cfg), verbose)
+        strategy = strategy.with_params(cut=autocut.pick)
+    # A resumed model takes every weight from the checkpoint: the pretrained ones need not (and must not) be read.
+    weights = "none" if state is not None else model_weights(cfg)
+    model = strategy.build(cfg.backbone, data.num_classes, weights=weights, in_chans=data.in_chans,
                            image_size=cfg.image_size, head=cfg.head, classes=data.classes, task=data.task)
-    if resume is None:
+    if resume is None and run_dir is not None:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.yaml")
+    elif resume is None:
         name = cfg.name or f"{Path(data.name).stem}-{cfg.backbone}-{strategy.name}-{model.spec.cut}-s{cfg.seed}"
         run_dir = new_run_dir(cfg.out, name)
         cfg.save(run_dir / "config.yaml")
+    if data.skipped:
+        report_skipped(data, run_dir)
+    if autocut is not None:
+        write_json(run_dir / "autocut.json", autocut.to_dict())
     if verbose:
         print(f"run {run_dir}\n{describe(model, strategy, data)}", flush=True)
     start = time.perf_counter()
@@ -116,10 +177,10 @@ def describe(model: Classifier, strategy: Strategy, data: ImageDataset) -> str:
 def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run_dir: Path, history: list[dict],
            best_epoch: int, seconds: float) -> dict:
     """Evaluate the selected model once on the test split and write every artefact of the run."""
-    device = next(model.parameters()).device
     spec = model.spec
     plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
-    test_prob, _ = predict(model, data.test.images.to(device), plain, data.task, channels_last=cfg.channels_last)
+    test_prob, _ = predict(model, data.test.images, plain, data.task, channels_last=cfg.channels_last,
+                           precision=cfg.precision)
     test = classification_metrics(data.test.labels.numpy(), test_prob, data.task, split="test")
     best = next(row for row in history if row["epoch"] == best_epoch)
     model.cpu()

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from .model import Classifier, ModelSpec, rebuild
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_SPEC = "model.json"
+PARTIAL_WRITE = re.compile(r"\.[^/]+\.[a-z0-9_]{8}")  # tempfile.mkstemp(prefix=".<name>.") in atomic_write
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -35,6 +37,13 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_writes(directory: Path) -> None:
+    """Delete the temporary files of :func:`atomic_write` that a killed process left in ``directory``."""
+    for path in directory.glob(".*"):
+        if PARTIAL_WRITE.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -87,7 +96,14 @@ def load_model(directory: str | Path) -> Classifier:
     for name in (MODEL_SPEC, MODEL_WEIGHTS):
         if not (directory / name).is_file():
             raise ConfigError(f"{directory} is not a medtl run or model directory: {name} is missing.")
-    spec = ModelSpec(**json.loads((directory / MODEL_SPEC).read_text()))
+    try:
+        spec = ModelSpec(**json.loads((directory / MODEL_SPEC).read_text()))
+    except (ValueError, TypeError) as e:  # bad JSON, a non-object, unknown or missing keys
+        raise ConfigError(f"{directory / MODEL_SPEC} is not a valid medtl model description ({e}).") from e
     model = rebuild(spec)
-    model.load_state_dict(load_file(str(directory / MODEL_WEIGHTS)), strict=True)
+    try:
+        model.load_state_dict(load_file(str(directory / MODEL_WEIGHTS)), strict=True)
+    except Exception as e:  # noqa: BLE001 -- a damaged safetensors file or tensors of another model
+        raise ConfigError(f"{directory / MODEL_WEIGHTS} does not hold this model's weights "
+                          f"({type(e).__name__}: {str(e).splitlines()[0]}); the run directory is damaged.") from e
     return model.eval()

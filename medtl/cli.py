@@ -1,4 +1,4 @@
-"""``medtl`` command line: ``train``, ``evaluate``, ``cuts``, ``backbones``, ``strategies``.
+"""``medtl`` command line: ``train``, ``compare``, ``search``, ``analyze``, ``evaluate``, ``cuts``, ``backbones``, ``strategies``.
 
 Every ``train`` flag is a :class:`~medtl.config.TrainConfig` field (``--image-size`` = ``image_size:`` in YAML).
 Bad input exits with status 2 and a one-paragraph message, never a traceback.
@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
+import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 
 from .config import TrainConfig
-from .errors import MedtlError
+from .errors import ConfigError, MedtlError, MedtlWarning
 
 _HELP = {
     "data": "MedMNIST name (breastmnist, pneumoniamnist_64, ...), an ImageFolder directory, a CSV manifest or an .npz",
@@ -21,13 +22,27 @@ _HELP = {
     "backbone": "backbone name (see `medtl backbones`)",
     "weights": "imagenet, none, or a weights file (.safetensors / tensors-only .pth)",
     "strategy": "transfer strategy (see `medtl strategies`)",
-    "cut": "cut point: the last kept layer (see `medtl cuts`); default: the backbone's mid-level default",
+    "cut": "cut point: the last kept layer (see `medtl cuts`), or auto (estimated from one forward pass of the "
+           "pretrained backbone; see README 'Choosing the cut'); default: the backbone's mid-level default",
     "freeze_to": "lwft: last frozen cut",
+    "slim_from": "transfusion: last pretrained cut; every later block is thinner and re-initialised",
+    "shrink": "transfusion: channel divisor for the blocks after --slim-from (default 2)",
+    "probe_epochs": "lp-ft: epochs of linear probing before everything is fine-tuned (default 5)",
+    "resplit": "pool train, val and test and draw a new stratified split (--split fractions) with this seed",
+    "cache_mb": "memory bound (MiB) for caching the output of frozen layers; 0 turns the cache off",
     "head": "avg (global average pooling + linear) or flatten (flatten + linear)",
     "image_size": "model input size in pixels",
     "select": "validation metric used to pick the epoch: auroc, auprc or loss",
     "patience": "early stopping: epochs without validation improvement (0: off)",
     "out": "directory that receives run directories",
+    "precision": "fp32, bf16 (autocast; on CPU it pays for ResNets, not EfficientNet-Lite) or fp16 (CUDA only, "
+                 "with loss scaling)",
+    "compile": "torch.compile the model (pays only for long runs; see benchmarks/README.md)",
+    "cudnn_benchmark": "let cuDNN pick the fastest kernels (GPU; faster, not bit-repeatable)",
+    "threads": "CPU threads (default: one per core; on a busy machine 1 can be several times faster)",
+    "skip_bad_images": "leave unreadable image files out (listed in the run's skipped_files.txt) instead of failing",
+    "trust_pickle": "let --weights FILE be a pickle checkpoint: loading it can run code, so only for files you trust "
+                    "(never read from a config file)",
 }
 
 
@@ -80,6 +95,45 @@ def build_parser() -> argparse.ArgumentParser:
     cuts.add_argument("--head", default="avg", choices=("avg", "flatten"))
     cuts.add_argument("--level", choices=("stem", "block", "layer"), help="only cuts of this level")
 
+    compare = sub.add_parser("compare", help="train a grid strategies x cut points x seeds and tabulate it "
+                             "(resumable: finished runs are skipped)")
+    compare.add_argument("--strategies", default="full,linear,lwft,transfusion,truncated,scratch,llrd,lp-ft",
+                         help="comma-separated strategies (default: all)")
+    compare.add_argument("--cuts", default="block", help="the cut axis of truncated/lwft/transfusion: block, layer, "
+                         "all, or CUT,CUT,... (default: block)")
+    compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    compare.add_argument("--resplits", type=int, metavar="K", help="instead of seeds: K repeats, each on its own "
+                         "stratified split of train+val+test pooled (the paper's three splits)")
+    compare.add_argument("--select-by", default="auprc", choices=("auroc", "auprc"),
+                         help="validation metric that picks the -1/-2 rows (default: auprc)")
+    compare.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    compare.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes "
+                         "(default 1; without --threads each gets cores/workers threads)")
+    compare.add_argument("--config", type=Path, help="YAML file of training options (flags override it)")
+    compare.add_argument("--verbose", action="store_true", help="progress bars of every run")
+    _add_config_flags(compare)
+
+    search = sub.add_parser("search", help="the paper's two-stage search for the cut: TruncatedTL at every block "
+                            "boundary, then at every layer inside the best block (resumable)")
+    search.add_argument("--seeds", default="0,1,2", help="comma-separated seeds averaged per cut (default: 0,1,2)")
+    search.add_argument("--select-by", default="auprc", choices=("auroc", "auprc"),
+                        help="validation metric that picks the cut (default: auprc)")
+    search.add_argument("--next-block", action="store_true", help="stage 2 also searches inside the next block")
+    search.add_argument("--config", type=Path, help="YAML file of training options (flags override it)")
+    search.add_argument("--verbose", action="store_true", help="progress bars of every run")
+    _add_config_flags(search)
+
+    analyze = sub.add_parser("analyze", help="analyse a trained run").add_subparsers(dest="analysis", required=True)
+    reuse = analyze.add_parser("reuse", help="SVCCA and linear CKA of pretrained vs fine-tuned features at every cut "
+                               "up to the run's cut, with a random baseline (the paper's feature-reuse figure)")
+    reuse.add_argument("run", type=Path, help="run directory (model.json, model.safetensors, config.yaml)")
+    reuse.add_argument("--images", type=int, default=128, help="images compared (default: 128, as in the paper)")
+    reuse.add_argument("--split", default="test", choices=("train", "val", "test"), help="their split (default: test)")
+    reuse.add_argument("--results", type=Path, help="directory of truncated runs (e.g. a compare output) whose test "
+                       "AUPRC per cut is drawn on a twin axis")
+    reuse.add_argument("--weights", help="pretrained weights to compare with (default: those the run started from)")
+    reuse.add_argument("--out", type=Path, help="where reuse.png and reuse.csv go (default: the run directory)")
+
     sub.add_parser("backbones", help="list backbone names")
     sub.add_parser("strategies", help="list transfer strategies")
     return parser
@@ -96,6 +150,46 @@ def _train(args: argparse.Namespace) -> None:
         result = train(cfg, verbose=not args.quiet)
     if args.quiet:  # verbose runs print this themselves
         print(f"{result.run_dir}\n{summary(result.metrics)}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .compare import compare
+
+    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    out = options.pop("out", "runs/compare")
+    cfg = TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.resplits is None else []
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated whole numbers, got {args.seeds!r}.") from None
+    result = compare(cfg, [s.strip() for s in args.strategies.split(",")], cuts=args.cuts, seeds=seeds,
+                     resplits=args.resplits, out=out, select=args.select_by, plots=not args.no_plots,
+                     workers=args.workers, verbose=args.verbose)
+    print("\n".join(str(f) for f in result.files))
+
+
+def _search(args: argparse.Namespace) -> None:
+    from .search import search
+
+    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    out = options.pop("out", "runs/search")
+    cfg = TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated whole numbers, got {args.seeds!r}.") from None
+    result = search(cfg, seeds=seeds, select=args.select_by, next_block=args.next_block, out=out,
+                    verbose=args.verbose)
+    print(result.table())
+    print("\n".join(str(f) for f in result.files))
+
+
+def _analyze(args: argparse.Namespace) -> None:
+    from .analysis.reuse import reuse, write_reuse
+
+    result = reuse(args.run, images=args.images, split=args.split, weights=args.weights, results=args.results)
+    print(result.table())
+    print("\n".join(str(f) for f in write_reuse(result, args.out or args.run)))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -131,15 +225,30 @@ def _list(args: argparse.Namespace) -> None:
             print(f"{name:<12}{(factory.__doc__ or '').strip().splitlines()[0]}")
 
 
+def _show_warning(default: typing.Callable) -> typing.Callable:
+    """``warnings.showwarning`` that prints medtl's own warnings as ``medtl: warning: ...`` (no source line)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, MedtlWarning):
+            print(f"medtl: warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "train"
     if args.command is None:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    handlers = {"train": _train, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list}
+    handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list}
     try:
-        handlers[command](args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", MedtlWarning)
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            handlers[command](args)
     except MedtlError as e:
         print(f"medtl: error: {e}", file=sys.stderr)
         return 2

@@ -24,6 +24,14 @@ class WeightsUnavailableError(MedtlError):
     """Pretrained weights were asked for but cannot be loaded (never replaced by random ones)."""
 
 
+class TrainingError(MedtlError):
+    """Training cannot go on (a non-finite loss); the last good checkpoint is kept."""
+
+
+class MedtlWarning(UserWarning):
+    """Something the user should look at that does not stop the run (skipped files, a model at chance level)."""
+
+
 def unknown(kind: str, name: str, valid: list[str]) -> ConfigError:
     """A ``ConfigError`` for an unknown name that suggests the nearest valid ones."""
     near = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)

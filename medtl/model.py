@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .backbones import Trunk, backbone_cuts, create_backbone, find_cut, get_spec
+from .backbones import Trunk, backbone_cuts, create_backbone, find_cut, get_spec, slim_backbone
 from .errors import ConfigError
 
 HEADS = ("avg", "flatten")
@@ -46,6 +46,8 @@ class ModelSpec:
     classes: list[str] = field(default_factory=list)
     task: str = "multiclass"
     partial: list | None = None
+    slim_from: str | None = None  # TransFusion: blocks after this cut have 1/shrink of their channels
+    shrink: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,8 +65,9 @@ class Classifier(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Logits; with ``start > 0``, ``x`` is the output of the trunk's first ``start`` units (a cached prefix)."""
+        return self.head(self.trunk.run(x, start))
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.fc = nn.Linear(self.head.fc.in_features, num_classes)
@@ -110,12 +113,20 @@ def build_classifier(
         head: str = "avg",
         classes: list[str] | None = None,
         task: str = "multiclass",
+        slim_from: str | None = None,
+        shrink: int = 2,
 ) -> Classifier:
     """Create ``backbone`` with ``weights``, drop everything after ``cut`` (None: keep the whole backbone) and
-    attach a freshly initialised head for ``num_classes`` outputs."""
+    attach a freshly initialised head for ``num_classes`` outputs. With ``slim_from`` (TransFusion), the blocks
+    after that cut are rebuilt with 1/``shrink`` of their channels and random weights."""
     model, spec = create_backbone(backbone, weights, in_chans)
     cuts = backbone_cuts(model)
     chosen = find_cut(cuts, cut) if cut else cuts[-1]
+    if slim_from is not None:
+        if len(find_cut(cuts, slim_from).units) >= len(chosen.units):
+            raise ConfigError(f"the slim point {slim_from!r} must come before the cut {chosen.name!r}: nothing kept "
+                              "would be slimmed.")
+        slim_backbone(model, slim_from, shrink)
     trunk = Trunk(model, chosen)
     shape = feature_shape(trunk, in_chans, image_size)
     model_spec = ModelSpec(
@@ -123,6 +134,7 @@ def build_classifier(
         head=head, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
         mean=list(spec.mean), std=list(spec.std), classes=list(classes or []), task=task,
         partial=list(chosen.partial) if chosen.partial else None,
+        slim_from=slim_from, shrink=shrink if slim_from is not None else None,
     )
     return Classifier(trunk, Head(shape, num_classes, head), model_spec)
 
@@ -133,4 +145,5 @@ def rebuild(spec: ModelSpec) -> Classifier:
     return build_classifier(
         spec.backbone, spec.num_classes, cut=spec.cut, weights=None, in_chans=spec.in_chans,
         image_size=spec.image_size, head=spec.head, classes=spec.classes, task=spec.task,
+        slim_from=spec.slim_from, shrink=spec.shrink or 2,
     )

@@ -58,7 +58,12 @@ class Trunk(nn.Module):
         self.units = cut.units
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for path in self.units:
+        return self.run(x)
+
+    def run(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Run units ``start`` to ``stop`` (exclusive) only: ``x`` is the output of unit ``start - 1``. Lets a frozen
+        prefix be computed once and the rest of the trunk run on its cached output."""
+        for path in self.units[start:stop]:
             x = self.get_submodule(path)(x)
         return x
 

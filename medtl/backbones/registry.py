@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import ConfigError, unknown
 from . import densenet, efficientnet, resnet, weights as W
-from .cuts import Cut
+from .cuts import Cut, find_cut
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -97,13 +97,14 @@ def family_of(model: nn.Module) -> ModuleType:
     )
 
 
-def create_backbone(name: str, weights: str | Path | None = "imagenet", in_chans: int = 3) -> tuple[nn.Module, BackboneSpec]:
+def create_backbone(name: str, weights: str | Path | dict[str, torch.Tensor] | None = "imagenet",
+                    in_chans: int = 3) -> tuple[nn.Module, BackboneSpec]:
     """The full backbone with the requested weights.
 
     Args:
         weights: ``"imagenet"``, ``"none"``/``None`` (random init) or a path to a state-dict file (safetensors
             or a tensors-only ``.pth``; EfficientNet-Lite files in the ``efficientnet_pytorch`` naming are
-            renamed automatically).
+            renamed automatically), or a state dict already read (e.g. a trusted pickle checkpoint).
         in_chans: input channels; for 1 the RGB kernels of the first conv are summed (timm's adaptation,
             equivalent to replicating a grey image on three channels).
     """
@@ -119,10 +120,10 @@ def create_backbone(name: str, weights: str | Path | None = "imagenet", in_chans
             raise ConfigError(f"no ImageNet weights are known for {name}; pass --weights FILE.")
         W.load_strict(model, spec.imagenet(), f"ImageNet ({name})")
     else:
-        state = W.read_state_dict(weights)
+        state = weights if isinstance(weights, dict) else W.read_state_dict(weights)
         if W.is_lite_format(state):
             state = W.lite_to_timm(state, [len(s) for s in model.blocks])
-        W.load_strict(model, state, str(weights))
+        W.load_strict(model, state, "the given state dict" if isinstance(weights, dict) else str(weights))
     if in_chans != 3:
         _adapt_first_conv(model, family.first_conv(model), in_chans)
     return model, spec
@@ -141,3 +142,15 @@ def _adapt_first_conv(model: nn.Module, path: str, in_chans: int) -> None:
 def backbone_cuts(model: nn.Module) -> list[Cut]:
     """Ordered cut points of a backbone (stem, every layer, every stage end)."""
     return family_of(model).cuts(model)
+
+
+def slim_backbone(model: nn.Module, slim_from: str, shrink: int) -> None:
+    """TransFusion: keep ``model`` up to the cut ``slim_from`` and rebuild every later block with 1/``shrink`` of its
+    channels, randomly initialised (in place)."""
+    family = family_of(model)
+    if not hasattr(family, "slim"):
+        raise ConfigError(f"TransFusion (slimming) is not available for {type(model).__name__}; use a ResNet or "
+                          "EfficientNet backbone, or another strategy.")
+    if int(shrink) != shrink or shrink < 2:
+        raise ConfigError(f"shrink must be an integer >= 2 (channels are divided by it), got {shrink}.")
+    family.slim(model, find_cut(family.cuts(model), slim_from), int(shrink))

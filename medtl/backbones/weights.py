@@ -12,28 +12,52 @@ from torch import nn
 from ..errors import WeightsUnavailableError
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors from a ``.safetensors`` file or a tensors-only ``torch.save`` file (never unpickles code)."""
+def read_state_dict(path: str | os.PathLike, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file or a tensors-only ``torch.save`` file.
+
+    A pickle checkpoint (one holding Python objects, such as a whole ``torch.save(model)``) can run code when it is
+    loaded, so it is refused unless ``trust_pickle`` says the user trusts the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} does not exist; pass an existing .safetensors/.pth file.")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as e:
+            raise WeightsUnavailableError(f"{path} is not a valid safetensors file ({e}); replace it.") from e
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refuses pickled objects: say so instead of unpickling them
+        state = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except Exception as e:  # noqa: BLE001 -- weights_only refuses pickled objects; corrupt files fail any way
+        if trust_pickle:
+            raise WeightsUnavailableError(f"cannot load {path} ({type(e).__name__}: {e}); replace the file.") from e
         raise WeightsUnavailableError(
-            f"{path} is not a plain tensor state dict ({type(e).__name__}: {str(e).splitlines()[0]}). "
-            "Save weights with safetensors or torch.save(model.state_dict())."
+            f"{path} is not a plain tensor state dict: it holds pickled Python objects{_pickled_globals(path)}, "
+            "which can run code when loaded, or it is corrupt. medtl refuses to unpickle it. If you trust its source, "
+            "pass --trust-pickle (Python: trust_pickle=True); better, re-save it with safetensors or "
+            "torch.save(model.state_dict())."
         ) from e
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
     for key in ("state_dict", "model", "state_dict_ema"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
+        if isinstance(state, dict) and isinstance(state.get(key), (dict, nn.Module)):
             state = state[key]
+            state = state.state_dict() if isinstance(state, nn.Module) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsUnavailableError(f"{path} does not hold a state dict of tensors.")
     return state
+
+
+def _pickled_globals(path: Path) -> str:
+    """`` (e.g. torch.nn.modules.linear.Linear)``: what a checkpoint would import, where torch can tell."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 -- best effort, for the message only
+        return ""
+    return f" (e.g. {', '.join(names[:3])})" if names else ""
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

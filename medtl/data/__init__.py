@@ -33,6 +33,7 @@ def load_dataset(
     split: tuple[float, float, float] = (0.7, 0.1, 0.2),
     seed: int = 0,
     download: bool = True,
+    skip_bad_images: bool = False,
 ) -> ImageDataset:
     """Load a data set named or located by ``spec``, resolved in this order:
 
@@ -45,7 +46,8 @@ def load_dataset(
 
     Folder and CSV images are resized to ``image_size`` at load. Splits they do not give are drawn stratified from
     train with the ``split`` fractions (train, val, test) and ``seed``; the same seed gives the same split.
-    ``root`` only applies to MedMNIST names.
+    ``root`` only applies to MedMNIST names. Unreadable folder or CSV images fail the load, naming the files; with
+    ``skip_bad_images`` they are left out and listed in the data set's ``skipped``.
     """
     fractions = check_fractions(split)
     if image_size < 1:
@@ -56,11 +58,11 @@ def load_dataset(
     path = Path(spec).expanduser()
     suffix = path.suffix.lower()
     if path.is_dir():
-        return load_folder(path, spec, image_size, fractions, seed)
+        return load_folder(path, spec, image_size, fractions, seed, skip_bad_images)
     if path.is_file() and suffix == ".npz":
         return load_npz(path, spec)
     if path.is_file() and suffix == ".csv":
-        return load_manifest(path, spec, image_size, fractions, seed)
+        return load_manifest(path, spec, image_size, fractions, seed, skip_bad_images)
     if path.exists():
         raise DataError(f"{spec}: unsupported data set file; give a folder, a .csv manifest or a .npz file.")
     if suffix in (".npz", ".csv") or "/" in spec or "\\" in spec:

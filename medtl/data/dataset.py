@@ -48,7 +48,8 @@ class ImageDataset:
 
     ``source`` records provenance: ``kind`` ("medmnist" | "builtin" | "folder" | "csv" | "npz"), ``path``,
     ``md5`` (None where no single file exists), ``license`` and ``citation`` (None where unknown), plus
-    kind-specific entries such as ``url`` or ``seed``.
+    kind-specific entries such as ``url`` or ``seed``. ``skipped`` holds one message (naming the file and
+    the reason) per file left out as unreadable, when loading was asked to skip such files.
     """
 
     name: str
@@ -58,6 +59,7 @@ class ImageDataset:
     val: Split
     test: Split
     source: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

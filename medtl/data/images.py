@@ -7,6 +7,7 @@ PIL modes become RGB. Value rules: 8-bit data stays uint8; 16-bit data becomes f
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import DataError
+from ..errors import DataError, MedtlWarning
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
@@ -33,6 +34,9 @@ def read_image(path: str | Path) -> np.ndarray:
     Raises DataError naming the file when it cannot be decoded (PIL raises many exception types for corrupt
     files: OSError, ValueError, SyntaxError, struct.error, ...; all are reported the same way).
     """
+    supported = ", ".join(sorted(IMAGE_EXTENSIONS))
+    if not Path(path).is_file():
+        raise DataError(f"cannot read image {path}: no such file; fix the path or remove the entry.")
     try:
         with Image.open(path) as im:
             im.load()
@@ -40,9 +44,15 @@ def read_image(path: str | Path) -> np.ndarray:
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 -- any decoder failure means the same to the user: a bad file
+        suffix = Path(path).suffix.lower()
+        if suffix not in IMAGE_EXTENSIONS:
+            raise DataError(
+                f"cannot read image {path}: unsupported format {suffix or '(no extension)'!r}; medtl reads "
+                f"{supported}. Convert it (16-bit PNG keeps the precision of DICOM and other medical formats)."
+            ) from e
         raise DataError(
-            f"cannot read image {path}: {type(e).__name__}: {e}. The file is corrupt or not a supported image "
-            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); replace or remove it."
+            f"cannot read image {path}: {type(e).__name__}: {str(e).rstrip('.')}. The file is corrupt or not a "
+            f"supported image ({supported}); replace or remove it."
         ) from e
 
 
@@ -108,21 +118,46 @@ def resize_array(a: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0, 1).astype(np.float32)
 
 
-def load_images(paths: Sequence[Path], size: int) -> torch.Tensor:
-    """Read, resize and stack images into ``(N, C, size, size)``.
+def load_images(paths: Sequence[Path], size: int, skip_bad: bool = False) -> tuple[torch.Tensor, dict[int, str]]:
+    """Read, resize and stack images into ``(N, C, size, size)``; also return the skipped files.
 
     If any image has colour, grey ones are replicated to 3 channels; if any is 16-bit, all become float32 in
-    [0, 1] (8-bit ones divided by 255), otherwise the result is uint8.
+    [0, 1] (8-bit ones divided by 255, with a warning), otherwise the result is uint8. Unreadable files raise one
+    DataError that names the first and counts the rest, so a user fixes them all in one go; with ``skip_bad`` they
+    are left out instead (the tensor holds the readable images in order) and returned as ``{index: reason}``.
     """
     if not paths:
         raise DataError("no image files to load")
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        arrays = list(pool.map(lambda p: resize_array(read_image(p), size), paths))
+        results = list(pool.map(lambda p: _read_resized(p, size), paths))
+    bad = {i: str(r) for i, r in enumerate(results) if isinstance(r, DataError)}
+    if bad and not skip_bad:
+        first, *rest = bad
+        listed = ", ".join(str(paths[i]) for i in rest[:5]) + (", ..." if len(rest) > 5 else "")
+        others = f" {len(rest)} more file(s) cannot be read either: {listed}." if rest else ""
+        raise DataError(f"{bad[first]}{others} To leave unreadable files out and list them, pass --skip-bad-images "
+                        "(Python: skip_bad_images=True).")
+    arrays = [r for r in results if not isinstance(r, DataError)]
+    if not arrays:
+        raise DataError(f"none of the {len(paths)} image files can be read, e.g. {bad[0]}")
     channels = max(a.shape[2] for a in arrays)
     as_float = any(a.dtype != np.uint8 for a in arrays)
+    if as_float and any(a.dtype == np.uint8 for a in arrays):
+        warnings.warn(
+            "the images mix 8-bit and 16-bit (or float) files; each is scaled to [0, 1] by its own maximum "
+            "(255, 65535), so e.g. a 12-bit scan saved as 16-bit looks darker than an 8-bit one. Convert them to one "
+            "bit depth if that matters.", MedtlWarning, stacklevel=2)
     batch = np.empty((len(arrays), channels, size, size), np.float32 if as_float else np.uint8)
     for i, a in enumerate(arrays):
         if as_float and a.dtype == np.uint8:
             a = a.astype(np.float32) / 255
         batch[i] = a.transpose(2, 0, 1)  # a grey (1, H, W) image broadcasts to 3 channels
-    return torch.from_numpy(batch)
+    return torch.from_numpy(batch), bad
+
+
+def _read_resized(path: Path, size: int) -> np.ndarray | DataError:
+    """One image read and resized, or the DataError saying why it cannot be (collected, not raised, by the pool)."""
+    try:
+        return resize_array(read_image(path), size)
+    except DataError as e:
+        return e

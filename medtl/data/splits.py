@@ -9,10 +9,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from sklearn.model_selection import train_test_split
 
 from ..errors import ConfigError, DataError
-from .dataset import SPLITS
+from .dataset import SPLITS, ImageDataset, Split
 
 Fractions = tuple[float, float, float]  # train, val, test
 
@@ -65,3 +66,15 @@ def _carve(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int, whe
             "classes, change the split fractions, or give the splits explicitly (split folders or a split column)."
         ) from e
     return np.sort(keep), np.sort(out)
+
+
+def resplit(data: ImageDataset, fractions: Fractions, seed: int) -> ImageDataset:
+    """``data`` with train, val and test pooled and drawn again, stratified, with ``fractions`` and ``seed``: the
+    TruncatedTL paper's repeated random splits. Multi-label sets are stratified on having any positive label."""
+    images = torch.cat([data.split(s).images for s in SPLITS])
+    labels = torch.cat([data.split(s).labels for s in SPLITS])
+    strata = labels.numpy() if labels.ndim == 1 else (labels.sum(1) > 0).long().numpy()
+    idx = assign_splits(strata, None, check_fractions(fractions), seed, f"{data.name} (resplit {seed})")
+    parts = {s: Split(images[torch.from_numpy(i)], labels[torch.from_numpy(i)]) for s, i in idx.items()}
+    return ImageDataset(data.name, data.task, data.classes, **parts, source={**data.source, "resplit": seed},
+                        skipped=data.skipped)

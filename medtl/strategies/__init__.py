@@ -8,6 +8,7 @@ from typing import Callable
 
 from ..errors import ConfigError, unknown
 from .base import Strategy
+from .transfusion import transfusion
 
 
 def truncated(cut: str | None = None) -> Strategy:
@@ -45,6 +46,16 @@ def llrd(cut: str | None = None, layer_decay: float = 0.7) -> Strategy:
     return Strategy("llrd", cut=cut, layer_decay=layer_decay)
 
 
+def lp_ft(cut: str | None = None, probe_epochs: int = 5) -> Strategy:
+    """Linear probe, then fine-tune everything (LP-FT, Kumar et al. 2022).
+
+    The head first learns on the frozen trunk for ``probe_epochs`` epochs, so that fine-tuning starts from a
+    sensible head and distorts the pretrained features less; then every layer trains."""
+    if probe_epochs < 1:
+        raise ConfigError(f"lp-ft needs --probe-epochs of at least 1, got {probe_epochs}.")
+    return Strategy("lp-ft", cut=cut, probe_epochs=probe_epochs)
+
+
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "truncated": truncated,
     "full": full,
@@ -52,7 +63,12 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "linear": linear,
     "lwft": lwft,
     "llrd": llrd,
+    "lp-ft": lp_ft,
+    "transfusion": transfusion,
 }
+
+# The option each strategy's cut point sets, for grids over cuts (``medtl compare``); the others have no cut axis.
+CUT_OPTION: dict[str, str] = {"truncated": "cut", "lwft": "freeze_to", "transfusion": "slim_from"}
 
 
 def get_strategy(name: str, **params) -> Strategy:
@@ -70,4 +86,5 @@ def get_strategy(name: str, **params) -> Strategy:
     return factory(**given)
 
 
-__all__ = ["STRATEGIES", "Strategy", "get_strategy", "full", "linear", "llrd", "lwft", "scratch", "truncated"]
+__all__ = ["CUT_OPTION", "STRATEGIES", "Strategy", "get_strategy", "full", "linear", "llrd", "lp_ft", "lwft", "scratch",
+           "transfusion", "truncated"]

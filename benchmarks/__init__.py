@@ -1,0 +1,1 @@
+"""medtl benchmarks: run with `python benchmarks/run.py` (see README.md)."""

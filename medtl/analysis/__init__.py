@@ -1,0 +1,1 @@
+"""Analyses of transfer: feature reuse (SVCCA, CKA) and choosing the cut."""

@@ -1,0 +1,155 @@
+"""``--cut auto``: choose the cut from one forward pass instead of fine-tuning at every cut.
+
+The pretrained backbone sees the training and validation images once; the globally average-pooled features at
+every cut (what the ``avg`` head sees) are scored by a cross-validated logistic-regression probe, and the cut with
+the best score is picked. The probe measures how linearly separable the classes are in the *pretrained* features,
+so it is a proxy: fine-tuning changes the features, most at the deepest cuts (see ``medtl analyze reuse``).
+README.md ("Choosing the cut") gives how well it agrees with exhaustive fine-tuning and where it does not.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from ..backbones import Cut, backbone_cuts, create_backbone
+from ..backbones.cuts import LEVELS
+from ..config import TrainConfig
+from ..data import ImageDataset, Preprocess
+from ..errors import ConfigError, DataError
+from .features import walk_cuts
+
+AUTOCUT = "autocut.json"
+METRICS = ("auroc", "auprc")
+LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0)  # ridge penalties per image, on standardised features
+
+
+@dataclass
+class CutScore:
+    """A cut and the probe's cross-validated score of the pretrained features there."""
+
+    cut: str
+    level: str
+    channels: int
+    score: float
+
+
+@dataclass
+class AutoCut:
+    """The estimate: every cut's score, the pick, and what it cost."""
+
+    pick: str
+    metric: str
+    scores: list[CutScore]
+    images: int
+    image_size: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        best = max(s.score for s in self.scores)
+        lines = [f"--cut auto: leave-one-out {self.metric.upper()} of a ridge probe on pooled pretrained features "
+                 f"({self.images} train+val images, {self.image_size} px, {self.seconds:.1f}s)"]
+        lines += [f"  {s.cut:<28}{s.level:<7}{s.channels:>6} ch  {s.score:.4f}"
+                  f"{'  <- pick' if s.cut == self.pick else ('  (best)' if s.score == best else '')}"
+                  for s in self.scores]
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def pooled_features(backbone: str, data: ImageDataset, image_size: int, *, weights: str | dict = "imagenet",
+                    levels: tuple[str, ...] = LEVELS, splits: tuple[str, ...] = ("train", "val"),
+                    batch_size: int = 64) -> tuple[list[Cut], list[np.ndarray]]:
+    """Globally average-pooled pretrained features ``(images, channels)`` at every cut of the given ``levels``
+    for the images of ``splits``, from a single forward pass of the backbone."""
+    model, spec = create_backbone(backbone, weights, data.in_chans)
+    model.eval()
+    chosen = [c for c in backbone_cuts(model) if c.level in levels]
+    preprocess = Preprocess(image_size, tuple(spec.mean), tuple(spec.std))
+    images = torch.cat([data.split(s).images for s in splits])
+    pooled: list[list[torch.Tensor]] = [[] for _ in chosen]
+    for start in range(0, len(images), batch_size):
+        for i, (_, f) in enumerate(walk_cuts(model, chosen, preprocess(images[start:start + batch_size]))):
+            pooled[i].append(f.mean((2, 3)))
+    return chosen, [torch.cat(p).double().numpy() for p in pooled]
+
+
+def probe_score(x: np.ndarray, y: np.ndarray, task: str, metric: str = "auroc") -> float:
+    """Leave-one-out ``metric`` of a ridge-regression probe on standardised features ``x`` (images x channels).
+
+    The probe regresses the (one-hot) labels; its leave-one-out predictions come in closed form from one SVD, so
+    every image is scored by a probe that did not see it, with no folds and no randomness. The penalty is chosen
+    per cut from ``LAMBDAS`` by the leave-one-out squared error (as ``RidgeCV`` does).
+    """
+    x = torch.as_tensor(x, dtype=torch.float64)
+    n = len(x)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    t = torch.as_tensor(_targets(y, task))
+    t = t - t.mean(0)
+    u, s, _ = torch.linalg.svd(x, full_matrices=False)  # torch's: numpy's BLAS threads thrash on a busy machine
+    projected = u.T @ t
+    best, best_error = t, float("inf")
+    for lam in LAMBDAS:
+        shrink = s ** 2 / (s ** 2 + lam * n)
+        leverage = (u ** 2) @ shrink + 1 / n  # diagonal of the hat matrix, intercept included
+        residual = (t - u @ (shrink[:, None] * projected)) / (1 - leverage)[:, None]
+        error = float((residual ** 2).sum())
+        if error < best_error:
+            best, best_error = t - residual, error
+    return _score(y, best.numpy(), task, metric)
+
+
+def _targets(y: np.ndarray, task: str) -> np.ndarray:
+    if task == "multilabel":
+        return y.astype(np.float64)
+    if task == "binary" or int(y.max()) == 1:
+        return (y == 1).astype(np.float64)[:, None]
+    return np.eye(int(y.max()) + 1)[y]
+
+
+def _score(y: np.ndarray, predictions: np.ndarray, task: str, metric: str) -> float:
+    """Mean one-vs-rest ``metric`` over the probe's output columns (one column for binary tasks)."""
+    score = roc_auc_score if metric == "auroc" else average_precision_score
+    truth = y if task == "multilabel" else (_targets(y, task) > 0)
+    values = [score(truth[:, j], predictions[:, j]) for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(y)]
+    if not values:
+        raise DataError("--cut auto needs training+validation images of at least two classes.")
+    return float(np.mean(values))
+
+
+def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights: str | dict = "imagenet",
+                 metric: str = "auroc", levels: tuple[str, ...] = LEVELS) -> AutoCut:
+    """Score every cut of ``backbone`` (of the given ``levels``) on ``data``'s train+val images and pick the best.
+
+    Args:
+        weights: the pretrained weights the fine-tuning would start from (``"imagenet"`` or a file).
+        metric: ``auroc`` or ``auprc`` of the probe.
+    """
+    if metric not in METRICS:
+        raise ConfigError(f"--cut auto scores cuts by auroc or auprc, not {metric!r}.")
+    if weights in (None, "none", "random"):
+        raise ConfigError("--cut auto scores pretrained features; it cannot be used with --weights none.")
+    start = time.perf_counter()
+    cuts, features = pooled_features(backbone, data, image_size, weights=weights, levels=levels)
+    y = torch.cat([data.train.labels, data.val.labels]).numpy()
+    scores = []
+    for cut, x in zip(cuts, features):
+        scores.append(CutScore(cut.name, cut.level, x.shape[1], probe_score(x, y, data.task, metric)))
+    pick = max(scores, key=lambda s: s.score).cut  # the first (shallowest) of equal scores
+    return AutoCut(pick, metric, scores, len(y), image_size, time.perf_counter() - start)
+
+
+def resolve_auto_cut(cfg: TrainConfig, data: ImageDataset, weights: str | dict, verbose: bool = True) -> AutoCut:
+    """``--cut auto`` for a training run: estimate on its data, print the scores, and set ``cfg.cut`` to the pick
+    (so config.yaml records the cut that was trained and ``--resume`` does not estimate again)."""
+    metric = cfg.select if cfg.select in METRICS else "auroc"
+    result = estimate_cut(cfg.backbone, data, cfg.image_size, weights=weights, metric=metric)
+    if verbose:
+        print(result.table(), flush=True)
+    cfg.cut = result.pick
+    return result

@@ -1,0 +1,76 @@
+"""From the grid's runs to the paper's table: mean ± std per configuration, and the best block-level ("-1") and
+layer-level ("-2") configuration of each strategy with a cut axis, chosen on validation metrics only."""
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+
+# Short names of the paper's table (Peng et al., BIMCV table) and of the strategies beyond it.
+PAPER_NAMES = {"full": "FTL", "truncated": "TTL", "lwft": "LWFT", "transfusion": "TF", "linear": "linear",
+               "scratch": "scratch", "llrd": "LLRD", "lp-ft": "LP-FT"}
+METRICS = ("test_auroc", "test_auprc", "test_accuracy", "val_auroc", "val_auprc", "latency_ms")
+COSTS = ("parameters", "trainable_parameters", "macs")
+
+
+def summarise(records: Iterable[dict]) -> list[dict]:
+    """One row per (strategy, cut): number of runs, mean and std of every metric, and the model's costs.
+
+    ``records`` are the runs' ``metrics.json`` plus ``strategy``, ``cut`` (the cut axis, None for none), ``level``
+    and ``latency_ms``; the standard deviation is the sample one (0 for a single run)."""
+    groups: dict[tuple[str, str | None], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["strategy"], r["cut"]), []).append(r)
+    rows = []
+    for (strategy, cut), runs in groups.items():
+        row = {"strategy": strategy, "cut": cut, "level": runs[0]["level"], "runs": len(runs)}
+        for key in METRICS:
+            values = [r[key] for r in runs]
+            row[f"{key}_mean"] = statistics.fmean(values)
+            row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        row.update({key: runs[0][key] for key in COSTS})
+        rows.append(row)
+    return rows
+
+
+def paper_rows(rows: list[dict], select: str = "auprc") -> list[dict]:
+    """The paper's table: one row per strategy without a cut axis, and for each strategy with one its best
+    block-level configuration ("-1") and its best over every cut in the grid ("-2", the layer-level search, only
+    when the grid has layer-level cuts). "Best" is the highest mean *validation* ``select`` (ties: the other of
+    AUROC/AUPRC); the test metrics are never looked at."""
+    other = "auroc" if select == "auprc" else "auprc"
+
+    def best(candidates: list[dict]) -> dict:
+        return max(candidates, key=lambda r: (r[f"val_{select}_mean"], r[f"val_{other}_mean"]))
+
+    table = []
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        own = [r for r in rows if r["strategy"] == strategy]
+        name = PAPER_NAMES.get(strategy, strategy)
+        if own[0]["cut"] is None:
+            table.append({"method": name, **own[0]})
+            continue
+        blocks = [r for r in own if r["level"] == "block"]
+        if blocks:
+            table.append({"method": f"{name}-1", **best(blocks)})
+        if any(r["level"] != "block" for r in own):
+            table.append({"method": f"{name}-2", **best(own)})
+    return table
+
+
+def markdown(rows: list[dict], first: str, select: str = "auprc") -> str:
+    """A Markdown table of ``rows``; ``first`` is the leading column (``method`` or ``strategy``), ``select`` the
+    validation metric shown (the one configurations were chosen on)."""
+    head = [first] + (["cut"] if first == "method" else ["cut", "runs"]) + [
+        "AUROC", "AUPRC", "accuracy", f"val {select.upper()}", "trainable P (M)", "P (M)", "MACs (M)", "T (ms)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r[first]), r["cut"] or "–"] + ([] if first == "method" else [str(r["runs"])]) + [
+            _pm(r, "test_auroc"), _pm(r, "test_auprc"), _pm(r, "test_accuracy"), _pm(r, f"val_{select}"),
+            f"{r['trainable_parameters'] / 1e6:.3f}", f"{r['parameters'] / 1e6:.3f}", f"{r['macs'] / 1e6:.1f}",
+            f"{r['latency_ms_mean']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pm(row: dict, key: str) -> str:
+    return f"{row[f'{key}_mean']:.3f} ± {row[f'{key}_std']:.3f}"

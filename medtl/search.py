@@ -1,0 +1,163 @@
+"""``medtl search``: the paper's two-stage hierarchical search for the cut (Peng et al., §3 of the spec).
+
+Stage 1 fine-tunes TruncatedTL at every block boundary (the last one is the whole network); stage 2 at every
+layer-level cut inside the best block (optionally inside the next block too). With ``--cut auto`` the one-pass
+estimate (:mod:`medtl.analysis.autocut`) replaces stage 1: only the block holding its pick is fine-tuned, whole
+and at every layer inside it. Cuts are compared on the mean
+*validation* metric over seeds; test metrics are recorded for every candidate but never used to choose. Runs live
+in ``out/runs`` under the names ``medtl compare`` gives them, so a search and a compare grid of the same
+configuration share finished runs, and an interrupted search continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .analysis.autocut import estimate_cut
+from .api import load_data, model_weights, train
+from .artifacts import write_csv, write_json
+from .backbones import backbone_cuts, create_backbone
+from .compare import GridRun, build_grid
+from .config import TrainConfig
+from .errors import ConfigError
+from .training import CHECKPOINT
+
+SELECT = ("auprc", "auroc")
+KEYS = ("val_auroc", "val_auprc", "test_auroc", "test_auprc")
+
+
+@dataclass
+class SearchResult:
+    """Every candidate (one row per cut), the stage-1 and final picks, and the training cost."""
+
+    candidates: list[dict]
+    select: str
+    block_pick: str
+    pick: str
+    cost: dict
+    files: list[Path]
+
+    def table(self) -> str:
+        select = self.select
+        lines = [f"{'stage':<6}{'cut':<16}{'seeds':>6}{'val ' + select.upper():>12}{'test AUROC':>18}{'test AUPRC':>18}"]
+        for r in self.candidates:
+            lines.append(f"{r['stage']:<6}{r['cut']:<16}{r['seeds']:>6}{r[f'val_{select}_mean']:>12.4f}"
+                         f"{r['test_auroc_mean']:>11.4f} ± {r['test_auroc_std']:.3f}"
+                         f"{r['test_auprc_mean']:>11.4f} ± {r['test_auprc_std']:.3f}"
+                         f"{'  <- pick' if r['cut'] == self.pick else ''}")
+        c = self.cost
+        lines.append(f"stage 1 picked {self.block_pick}, the search {self.pick}: {c['runs']} runs, {c['epochs']} epochs, "
+                     f"{c['train_seconds']:.0f}s of training ({c['fraction_of_exhaustive_runs']:.0%} of the "
+                     f"{c['exhaustive_runs']} runs of an exhaustive search)")
+        return "\n".join(lines)
+
+
+def stage_two(cuts: list[tuple[str, str]], block: str, next_block: bool) -> list[str]:
+    """Layer-level cuts strictly inside ``block`` (and inside the block after it when ``next_block``)."""
+    names = [name for name, _ in cuts]
+    ends = [i for i, (_, level) in enumerate(cuts) if level != "layer"]
+    end = names.index(block)
+    blocks = [end] + ([e for e in ends if e > end][:1] if next_block else [])
+    inner = []
+    for stop in blocks:
+        start = max(e for e in ends if e < stop) if any(e < stop for e in ends) else -1
+        inner += [name for name, level in cuts[start + 1:stop] if level == "layer"]
+    return inner
+
+
+def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "auprc", next_block: bool = False,
+           out: str | Path = "runs/search", verbose: bool = False) -> SearchResult:
+    """Run the two-stage search for ``base`` (its strategy is set to ``truncated``) and write ``search.csv``
+    (every candidate's validation and test metrics) and ``search.json`` (the picks and the cost) to ``out``."""
+    if select not in SELECT:
+        raise ConfigError(f"select must be one of {', '.join(SELECT)}, got {select!r}.")
+    if not seeds:
+        raise ConfigError("give at least one seed (--seeds 0,1,2).")
+    if base.strategy != "truncated" or base.cut not in (None, "auto"):
+        raise ConfigError("search trains the truncated strategy and chooses the cut itself; drop --strategy, and "
+                          "give --cut only as auto (the one-pass estimate then replaces stage 1).")
+    base = base.validate()
+    out = Path(out)
+    cuts = [(c.name, c.level) for c in backbone_cuts(create_backbone(base.backbone, None)[0])]
+
+    def fine_tune(names: list[str], stage: int) -> list[dict]:
+        return _candidates(_train_all(build_grid(base, ["truncated"], names, list(seeds), None, out), verbose), stage)
+
+    estimate = None
+    if base.cut == "auto":
+        estimate = estimate_cut(base.backbone, load_data(base), base.image_size, weights=model_weights(base),
+                                metric=select)
+        block_pick = block_of(cuts, estimate.pick)
+        rows = fine_tune([block_pick], 1)
+    else:
+        rows = fine_tune([name for name, level in cuts if level == "block"], 1)
+        block_pick = _best(rows, select)["cut"]
+    inner = stage_two(cuts, block_pick, next_block)
+    if inner:
+        rows += fine_tune(inner, 2)
+    pick = _best(rows, select)["cut"]
+    for row in rows:
+        row["picked"] = row["cut"] == pick
+    cost = _cost(rows, len(cuts), len(seeds), base.epochs)
+    if estimate is not None:
+        cost["estimate_seconds"] = estimate.seconds
+    write_csv(out / "search.csv", rows)
+    write_json(out / "search.json", {"select": f"val_{select}", "seeds": list(seeds), "block_pick": block_pick,
+                                     "pick": pick, "stage_two": inner, "cost": cost, "config": base.to_dict(),
+                                     "estimate": estimate.to_dict() if estimate else None})
+    return SearchResult(rows, select, block_pick, pick, cost, [out / "search.csv", out / "search.json"])
+
+
+def block_of(cuts: list[tuple[str, str]], name: str) -> str:
+    """The block-level cut (or the stem) that ends the block ``name`` lies in."""
+    names = [n for n, _ in cuts]
+    return next(n for n, level in cuts[names.index(name):] if level != "layer")
+
+
+def _train_all(runs: list[GridRun], verbose: bool) -> list[tuple[GridRun, dict]]:
+    """Train the runs that have not finished (resuming interrupted ones); return every run with its metrics."""
+    done = []
+    for run in runs:
+        if not run.finished:
+            began = time.perf_counter()
+            if (run.run_dir / CHECKPOINT).is_file():
+                train(resume=run.run_dir, verbose=verbose)
+            else:
+                train(run.config, run_dir=run.run_dir, verbose=verbose)
+            print(f"search: {run.run_dir.name}: {time.perf_counter() - began:.0f}s", flush=True)
+        done.append((run, json.loads((run.run_dir / "metrics.json").read_text())))
+    return done
+
+
+def _candidates(runs: list[tuple[GridRun, dict]], stage: int) -> list[dict]:
+    """One row per cut: mean and (sample) std over seeds of the validation and test metrics, and the cost."""
+    rows: dict[str, dict] = {}
+    for run, metrics in runs:
+        rows.setdefault(run.cut, {"cut": run.cut, "level": run.level, "stage": stage, "of": []})["of"].append(metrics)
+    for row in rows.values():
+        of = row.pop("of")
+        row["seeds"] = len(of)
+        for key in KEYS:
+            values = [m[key] for m in of]
+            row[f"{key}_mean"] = statistics.fmean(values)
+            row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        row.update(parameters=of[0]["parameters"], epochs=sum(m["epochs_run"] for m in of),
+                   train_seconds=sum(m["train_seconds"] for m in of))
+    return list(rows.values())
+
+
+def _best(rows: list[dict], select: str) -> dict:
+    """Highest mean validation ``select``; ties go to the other metric, then to the smaller model."""
+    other = "auroc" if select == "auprc" else "auprc"
+    return max(rows, key=lambda r: (r[f"val_{select}_mean"], r[f"val_{other}_mean"], -r["parameters"]))
+
+
+def _cost(rows: list[dict], cuts: int, seeds: int, epochs: int) -> dict:
+    """What the search trained, next to the exhaustive search over every cut (its runs, and its epochs at most)."""
+    runs = sum(r["seeds"] for r in rows)
+    return {"runs": runs, "epochs": sum(r["epochs"] for r in rows),
+            "train_seconds": sum(r["train_seconds"] for r in rows), "exhaustive_runs": cuts * seeds,
+            "exhaustive_epochs_at_most": cuts * seeds * epochs, "fraction_of_exhaustive_runs": runs / (cuts * seeds)}

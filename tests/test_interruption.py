@@ -1,0 +1,179 @@
+"""Interruption loses nothing, concurrent runs never collide, and training health is watched: a real `medtl train`
+killed with SIGKILL mid-run and resumed ends exactly like an uninterrupted run (in another process, so this is also
+the cross-process determinism test); a NaN loss stops with the last good checkpoint kept; chance-level AUROC warns."""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import medtl
+from medtl.artifacts import new_run_dir
+from medtl.cli import main
+from medtl.errors import MedtlWarning, TrainingError
+from medtl.training import CHECKPOINT, load_checkpoint, loop
+from medtl.training.health import warn_if_at_chance
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ["--backbone", "efficientnet_lite0", "--cut", "blocks.2", "--image-size", "32", "--epochs", "3", "--seed", "3",
+       "--threads", "1", "--device", "cpu", "--quiet"]
+TINY = dict(backbone="efficientnet_lite0", cut="blocks.2", image_size=32, epochs=2, batch_size=8, threads=1)
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """In-process runs set torch's thread count; give the rest of the session its own back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def medtl_train(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "medtl", "train", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout: float = 300) -> Path:
+    """The run directory under ``out`` once its checkpoint holds a finished epoch."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for checkpoint in out.glob(f"*/{CHECKPOINT}"):
+            return checkpoint.parent  # written atomically: once it exists, an epoch has finished
+        time.sleep(0.02)
+    pytest.fail(f"no checkpoint appeared (exit status {proc.poll()}): {proc.stderr.read() if proc.stderr else ''}")
+
+
+def run_of(proc: subprocess.Popen) -> Path:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return Path(out.splitlines()[0])
+
+
+def history(run: Path) -> list[dict]:
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def scores(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if k.startswith(("test_", "val_")) or k in ("best_epoch", "epochs_run")}
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory) -> tuple[Path, Path]:
+    """(an uninterrupted run, the same run SIGKILLed in its second epoch and resumed), both finished."""
+    out = tmp_path_factory.mktemp("runs")
+    reference = medtl_train(*RUN, "--out", str(out / "reference"))
+    victim = medtl_train(*RUN, "--out", str(out / "killed"))
+    run = wait_for_checkpoint(out / "killed", victim)
+    time.sleep(0.3)  # into the second epoch (about a second long): the kill lands mid-epoch
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=60)
+    assert victim.returncode == -signal.SIGKILL
+    state = load_checkpoint(run)
+    assert 1 <= state["epoch"] < 3 and not state["done"] and not (run / "metrics.json").exists()
+    (run / ".checkpoint.pt.k1lledxx").write_bytes(b"half a checkpoint")  # as a kill during its write leaves it
+    resumed = medtl_train("--resume", str(run), "--quiet")
+    assert run_of(resumed) == run and not (run / ".checkpoint.pt.k1lledxx").exists()
+    return run_of(reference), run
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_result(killed_and_resumed) -> None:
+    reference, resumed = killed_and_resumed
+    assert scores(resumed) == scores(reference)
+    assert history(resumed) == history(reference)
+    assert (resumed / "predictions_test.csv").read_bytes() == (reference / "predictions_test.csv").read_bytes()
+    assert (resumed / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+
+
+def test_finished_checkpoint_is_refinished_not_retrained(killed_and_resumed, capsys) -> None:
+    """A run that ended (here: as if stopped early, since its config now allows more epochs) but lost its
+    artefacts gets them written again from the checkpoint, without another epoch of training."""
+    _, run = killed_and_resumed
+    expected = scores(run)
+    checkpoint = (run / CHECKPOINT).read_bytes()
+    config = run / "config.yaml"
+    text = config.read_text()
+    assert "\nepochs: 3\n" in text
+    config.write_text(text.replace("\nepochs: 3\n", "\nepochs: 5\n"))
+    for name in ("metrics.json", "model.safetensors", "history.csv"):
+        (run / name).unlink()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert scores(run) == expected and (run / "model.safetensors").is_file()
+    assert (run / CHECKPOINT).read_bytes() == checkpoint
+
+
+def test_concurrent_runs_never_share_a_directory(tmp_path: Path) -> None:
+    start = threading.Barrier(8)
+
+    def make(_: int) -> list[Path]:
+        start.wait()
+        return [new_run_dir(tmp_path, "same-name") for _ in range(5)]
+
+    with ThreadPoolExecutor(8) as pool:
+        made = list(itertools.chain.from_iterable(pool.map(make, range(8))))
+    assert len(set(made)) == 40 and all(p.is_dir() and not any(p.iterdir()) for p in made)
+
+
+def tiny_npz(path: Path, constant: bool = False) -> Path:
+    """16/8/8 images of 28 px; class 1 has a bright square unless ``constant`` (then every image is the same)."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 16), ("val", 8), ("test", 8)):
+        labels = np.arange(n) % 2
+        images = np.full((n, 28, 28), 128, np.uint8) if constant else rng.integers(0, 256, (n, 28, 28), np.uint8)
+        if not constant:
+            images[labels == 1, 8:20, 8:20] = 255
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
+    np.savez(path, **arrays)
+    return path
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    real = loop.make_loss
+
+    def nan_from_epoch_2(data, cfg, device):
+        loss_fn, calls = real(data, cfg, device), itertools.count(1)
+        # 2 training batches and 1 validation call per epoch: call 4 is epoch 2's first batch
+        return lambda logits, y: loss_fn(logits, y) * (float("nan") if next(calls) > 3 else 1.0)
+
+    monkeypatch.setattr(loop, "make_loss", nan_from_epoch_2)
+    with pytest.raises(TrainingError, match="epoch 2") as info:
+        medtl.train(data=str(tiny_npz(tmp_path / "d.npz")), out=str(tmp_path / "runs"), verbose=False, **TINY)
+    (run,) = (tmp_path / "runs").iterdir()
+    assert f"last good checkpoint (epoch 1) is kept in {run / CHECKPOINT}" in str(info.value)
+    state = load_checkpoint(run)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (run / "metrics.json").exists()
+
+
+def test_absurd_learning_rate_exits_2_with_advice(tmp_path: Path, capsys) -> None:
+    args = ["--data", str(tiny_npz(tmp_path / "d.npz")), "--lr", "1e30", "--out", str(tmp_path), "--quiet"]
+    assert main(["train", *args, *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and "lower --lr" in err and "Traceback" not in err
+
+
+def test_chance_level_auroc_warns(tmp_path: Path) -> None:
+    with pytest.warns(MedtlWarning, match=r"at chance level .* at the selected epoch .* wrong labels or normalisation"):
+        medtl.train(data=str(tiny_npz(tmp_path / "d.npz", constant=True)), out=str(tmp_path), verbose=False,
+                    **{**TINY, "epochs": 1})
+    early = [{"val_auroc": a} for a in (0.5, 0.53, 0.47, 0.5, 0.51)]
+    with pytest.warns(MedtlWarning, match="for the first 5 epochs"):
+        warn_if_at_chance(early, "for the first 5 epochs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_at_chance([*early[:4], {"val_auroc": 0.6}], "for the first 5 epochs")
