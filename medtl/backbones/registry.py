@@ -63,10 +63,10 @@ for _arch, _cut in (("resnet18", "layer3"), ("resnet34", "layer3"), ("resnet50",
     register_backbone(BackboneSpec(_arch, "torchvision", _arch, imagenet=lambda a=_arch: W.torchvision_imagenet(a),
                                    default_cut=_cut))
 register_backbone(BackboneSpec("efficientnet_b0", "timm", "efficientnet_b0",
-                               imagenet=lambda: W.timm_imagenet("efficientnet_b0"), default_cut="blocks.4"))
+                               imagenet=lambda: W.timm_imagenet("efficientnet_b0"), default_cut="blocks.3"))
 for _v in (0, 1, 2):
     register_backbone(BackboneSpec(f"efficientnet_lite{_v}", "timm", f"tf_efficientnet_lite{_v}", (0.5,) * 3, (0.5,) * 3,
-                                   _lite(_v), default_cut="blocks.4"))
+                                   _lite(_v), default_cut="blocks.3"))
 
 
 def list_backbones() -> list[str]:
