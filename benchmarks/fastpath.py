@@ -21,20 +21,39 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import Timed, interleave, ratio
-from benchmarks.contenders import MedtlEpoch, fresh_models
+from benchmarks.contenders import MedtlEpoch, fresh_models, shrink
 from medtl.config import TrainConfig
 from medtl.data import ImageDataset, Preprocess
 
 WORKER = Path(__file__).with_name("worker.py")
+PRECISION_IMAGES = {"resnet50": 192}  # training images per epoch (validation shrinks alike); others use all
 
 
-def _fit_variants(data: ImageDataset, base: TrainConfig, variants: dict[str, dict], rounds: int) -> dict[str, Timed]:
-    """One ``MedtlEpoch`` per variant of ``base`` (same initial weights), timed in interleaved rounds."""
+def _fit_variants(data: ImageDataset, base: TrainConfig, variants: dict[str, dict], rounds: int,
+                  threads: dict[str, int] | None = None) -> dict[str, Timed]:
+    """One ``MedtlEpoch`` per variant of ``base`` (same initial weights), timed in interleaved rounds; a variant
+    named in ``threads`` runs with that many torch threads."""
     contenders = {}
     for name, change in variants.items():
         cfg = replace(base, **change)
-        contenders[name] = MedtlEpoch(cfg, data, fresh_models(cfg, data, 1)[0])
+        epoch = MedtlEpoch(cfg, data, fresh_models(cfg, data, 1)[0])
+        contenders[name] = with_threads(epoch, (threads or {}).get(name))
     return interleave(contenders, rounds)
+
+
+def with_threads(fn: Callable, n: int | None) -> Callable:
+    """``fn`` run with ``n`` torch threads (the setting is restored afterwards)."""
+    if n is None:
+        return fn
+
+    def run():
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+    return run
 
 
 def memory_format(data: ImageDataset, rounds: int) -> list[dict]:
@@ -46,18 +65,29 @@ def memory_format(data: ImageDataset, rounds: int) -> list[dict]:
 
 
 def precision(data: ImageDataset, rounds: int, backbones: list[str]) -> list[dict]:
-    rows = []
+    """bf16 against fp32, with the default threads and with one thread: oneDNN's bf16 kernels behave very
+    differently when their threads have to share cores."""
+    rows, n = [], torch.get_num_threads()
     for backbone in backbones:
+        part = shrink(data, PRECISION_IMAGES.get(backbone))
         base = TrainConfig(backbone=backbone, image_size=64, weights="none")
-        t = _fit_variants(data, base, {"bf16": {"precision": "bf16"}, "fp32": {"precision": "fp32"}}, rounds)
-        rows.append({"option": "bf16 autocast vs fp32", "model": f"{backbone} (default cut), 64 px",
-                     "with_img_s": t["bf16"].rate(), "without_img_s": t["fp32"].rate(),
-                     "speedup": ratio(t["bf16"], t["fp32"])})
+        variants = {f"{p}/{k}": {"precision": p} for p in ("bf16", "fp32") for k in (n, 1)}
+        t = _fit_variants(part, base, variants, rounds, {name: int(name.split("/")[1]) for name in variants})
+        for k in dict.fromkeys((n, 1)):
+            rows.append({"option": f"bf16 autocast vs fp32, {k} thread(s)", "model": f"{backbone} (default cut), 64 px",
+                         "with_img_s": t[f"bf16/{k}"].rate(), "without_img_s": t[f"fp32/{k}"].rate(),
+                         "speedup": ratio(t[f"bf16/{k}"], t[f"fp32/{k}"])})
+        if n != 1:
+            rows.append({"option": f"bf16 1 thread vs fp32 {n} threads", "model": f"{backbone} (default cut), 64 px",
+                         "with_img_s": t["bf16/1"].rate(), "without_img_s": t[f"fp32/{n}"].rate(),
+                         "speedup": ratio(t["bf16/1"], t[f"fp32/{n}"])})
     return rows
 
 
 def compile_payback(data: ImageDataset, rounds: int, epochs: int = 30) -> list[dict]:
-    """Compile time (the compiled model's first epoch minus its later ones) against the per-epoch saving."""
+    """Compile time (the compiled model's first epoch minus its later ones, with an empty compilation cache)
+    against the per-epoch saving."""
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="medtl-bench-inductor-")  # a cold compile
     base = TrainConfig(backbone="efficientnet_lite0", image_size=64, weights="none")
     t = _fit_variants(data, base, {"compiled": {"compile": True}, "eager": {"compile": False}}, rounds + 1)
     first = t["compiled"].seconds[0]

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..artifacts import load_model, write_csv
+from ..artifacts import MODEL_SPEC, load_model, write_csv
 from ..backbones import Cut, backbone_cuts, create_backbone, find_cut
 from ..config import TrainConfig
 from ..data import Preprocess
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, MedtlWarning
+from ..model import ModelSpec
 from .features import walk_cuts
 from .similarity import MAX_POINTS, Moments, as_points, cka_moments, svcca_moments
 
 FIGURE = "reuse.png"
+METRICS = "metrics.json"
 TABLE = "reuse.csv"
 
 
@@ -57,7 +60,7 @@ class CutReuse:
                                      else math.nan),
             "cka": self.cka, "cka_baseline": self.cka_baseline,
             "test_auprc_mean": float(np.mean(self.test_auprc)) if self.test_auprc else math.nan,
-            "test_auprc_std": float(np.std(self.test_auprc)) if self.test_auprc else math.nan,
+            "test_auprc_std": _std(self.test_auprc) if self.test_auprc else math.nan,
             "test_auprc_runs": len(self.test_auprc),
         }
 
@@ -75,6 +78,11 @@ class Reuse:
             lines.append(f"{r['cut']:<16}{r['svcca_mean']:>11.3f}{r['baseline_mean']:>10.3f}{r['cka']:>8.3f}"
                          f"{r['cka_baseline']:>10.3f}{r['test_auprc_mean']:>12.4f}")
         return "\n".join(lines).replace("nan", "  -")
+
+
+def _std(values: list[float]) -> float:
+    """Sample standard deviation over runs (0 for one run), as ``medtl compare`` reports it."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def stages(cuts: list[Cut]) -> list[str]:
@@ -133,13 +141,13 @@ def reuse(run: str | Path, *, images: int = 128, split: str = "test", weights: s
             p, f = as_points(pre, fine, cap, seed=seed + b)
             moments[i].add(p, f)
             baselines[i].add(p, torch.randn(f.shape, generator=noise, dtype=f.dtype))
-    auprc = cut_auprc(results, spec.backbone, cfg.data) if results else {}
+    auprc = cut_auprc(results, spec, cfg.data) if results else {}
     out = []
     for cut, stage, shape, m, base in zip(cuts, cut_stages, shapes, moments, baselines):
         try:
             coefficients, baseline = svcca_moments(m), svcca_moments(base)
         except DataError as e:
-            print(f"medtl: {cut.name}: SVCCA skipped: {e}")
+            warnings.warn(f"{cut.name}: SVCCA skipped: {e}", MedtlWarning, stacklevel=2)
             coefficients = baseline = np.array([])
         out.append(CutReuse(cut, stage, shape, m.n, coefficients, baseline, cka_moments(m), cka_moments(base),
                             auprc.get(cut.name, [])))
@@ -159,19 +167,22 @@ def _sample(cfg: TrainConfig, split: str, images: int, seed: int) -> torch.Tenso
     return data.images[keep.sort().values]
 
 
-def cut_auprc(results: str | Path, backbone: str, data: str) -> dict[str, list[float]]:
-    """Test AUPRC of every truncated run of ``backbone`` under ``results`` (searched recursively), per cut."""
+def cut_auprc(results: str | Path, spec: ModelSpec, data: str) -> dict[str, list[float]]:
+    """Test AUPRC per cut of every truncated run under ``results`` (searched recursively) with the backbone, image
+    size and data of ``spec``'s run."""
     results = Path(results)
     if not results.is_dir():
         raise ConfigError(f"--results {results} is not a directory of runs.")
     found: dict[str, list[float]] = {}
-    for path in sorted(results.rglob("metrics.json")):
+    for path in sorted(results.rglob(METRICS)):
         m = json.loads(path.read_text())
-        if m.get("strategy") == "truncated" and m.get("backbone") == backbone and "test_auprc" in m:
-            if Path(str(m.get("data", data))).stem == Path(data).stem:
-                found.setdefault(m["cut"], []).append(float(m["test_auprc"]))
+        model = path.with_name(MODEL_SPEC)
+        size = json.loads(model.read_text()).get("image_size") if model.is_file() else None
+        if (m.get("strategy") == "truncated" and m.get("backbone") == spec.backbone and "test_auprc" in m
+                and size in (None, spec.image_size) and Path(str(m.get("data", data))).stem == Path(data).stem):
+            found.setdefault(m["cut"], []).append(float(m["test_auprc"]))
     if not found:
-        raise ConfigError(f"no truncated {backbone} runs on {data} under {results}.")
+        raise ConfigError(f"no truncated {spec.backbone} runs on {data} at {spec.image_size} px under {results}.")
     return found
 
 
@@ -222,7 +233,7 @@ def plot_reuse(result: list[CutReuse], path: Path, title: str = "") -> None:
         twin = ax.twinx()
         px = np.array([x for x, _ in known])
         mean = np.array([np.mean(v) for _, v in known])
-        std = np.array([np.std(v) for _, v in known])
+        std = np.array([_std(v) for _, v in known])
         twin.fill_between(px, mean - std, mean + std, color="tab:purple", alpha=0.15, linewidth=0)
         (line,) = twin.plot(px, mean, "-o", color="tab:purple", markersize=3.5, linewidth=1.4,
                             label="test AUPRC (truncated here)")
