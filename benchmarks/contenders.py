@@ -7,8 +7,8 @@
   with the same batch sizes, model settings (memory format, precision) and optimizer.
 - ``ConventionalEpoch``: what the paper's code and MedMNIST's experiment scripts do: a Dataset of PIL images with
   per-image torchvision transforms, a DataLoader with worker processes, and every epoch an evaluation of the whole
-  training set plus the validation set. It gets medtl's model settings, so the ratio isolates the data pipeline and
-  the evaluation policy.
+  training set plus the validation set. It uses the memory format its ``cfg`` asks for: run as-is (NCHW) it is
+  the paper's loop; given medtl's channels_last it isolates the data pipeline and the evaluation policy.
 
 Each call returns ``(images trained, seconds, extras)`` for :func:`benchmarks.common.interleave`.
 """

@@ -26,6 +26,7 @@ from medtl.config import TrainConfig
 from medtl.data import ImageDataset, Preprocess
 
 WORKER = Path(__file__).with_name("worker.py")
+LITE0 = "efficientnet_lite0 (default cut), 64 px"
 PRECISION_IMAGES = {"resnet50": 192}  # training images per epoch (validation shrinks alike); others use all
 
 
@@ -59,7 +60,7 @@ def with_threads(fn: Callable, n: int | None) -> Callable:
 def memory_format(data: ImageDataset, rounds: int) -> list[dict]:
     base = TrainConfig(backbone="efficientnet_lite0", image_size=64, weights="none")
     t = _fit_variants(data, base, {"channels_last": {"channels_last": True}, "nchw": {"channels_last": False}}, rounds)
-    return [{"option": "channels_last vs NCHW", "model": "efficientnet_lite0 blocks.4, 64 px",
+    return [{"option": "channels_last vs NCHW", "model": LITE0,
              "with_img_s": t["channels_last"].rate(), "without_img_s": t["nchw"].rate(),
              "speedup": ratio(t["channels_last"], t["nchw"])}]
 
@@ -95,7 +96,7 @@ def compile_payback(data: ImageDataset, rounds: int, epochs: int = 30) -> list[d
         timed.items, timed.seconds = timed.items[1:], timed.seconds[1:]
     steady, eager = statistics.median(t["compiled"].seconds), statistics.median(t["eager"].seconds)
     saving = eager - steady
-    return [{"option": "torch.compile vs eager", "model": "efficientnet_lite0 blocks.4, 64 px",
+    return [{"option": "torch.compile vs eager", "model": LITE0,
              "with_img_s": t["compiled"].rate(), "without_img_s": t["eager"].rate(),
              "speedup": ratio(t["compiled"], t["eager"]), "compile_s": first - steady,
              "break_even_epochs": (first - steady) / saving if saving > 0 else float("inf"),
@@ -119,7 +120,7 @@ def autograd_modes(data: ImageDataset, rounds: int) -> list[dict]:
 
     t = interleave({"inference_mode": forward(torch.inference_mode), "no_grad": forward(torch.no_grad),
                     "autograd": forward(torch.enable_grad)}, rounds)
-    return [{"option": f"inference_mode vs {other}", "model": "efficientnet_lite0 blocks.4, 64 px, eval forward",
+    return [{"option": f"inference_mode vs {other}", "model": f"{LITE0}, eval forward",
              "with_img_s": t["inference_mode"].rate(), "without_img_s": t[other].rate(),
              "speedup": ratio(t["inference_mode"], t[other])} for other in ("no_grad", "autograd")]
 
@@ -155,7 +156,7 @@ def threads(rounds: int, batches: int = 3) -> list[dict]:
 
 
 def precision_metrics(seeds: list[int], epochs: int = 30) -> list[dict]:
-    """The default configuration (EfficientNet-Lite0, ImageNet weights, blocks.4, 64 px) trained to the end in
+    """The default configuration (EfficientNet-Lite0, ImageNet weights, default cut, 64 px) trained to the end in
     fp32 and in bf16, each in its own process; test metrics per seed."""
     rows = []
     out = tempfile.mkdtemp(prefix="medtl-bench-bf16-")

@@ -21,10 +21,10 @@ from medtl.data import ImageDataset
 WORKER = Path(__file__).with_name("worker.py")
 
 RUNS = {  # name: (medtl.train options, training images; None = all)
-    "default (make demo): efficientnet_lite0 ImageNet, blocks.4, 64 px": ({}, None),
-    "resnet50 layer3, 64 px": ({"backbone": "resnet50", "weights": "none"}, None),
-    "efficientnet_lite0 blocks.4, 224 px": ({"image_size": 224, "weights": "none"}, 128),
-    "resnet50 layer3, 224 px": ({"backbone": "resnet50", "image_size": 224, "weights": "none"}, 64),
+    "default (make demo): efficientnet_lite0 ImageNet, default cut, 64 px": ({}, None),
+    "resnet50 default cut (layer3), 64 px": ({"backbone": "resnet50", "weights": "none"}, None),
+    "efficientnet_lite0 default cut, 224 px": ({"image_size": 224, "weights": "none"}, 128),
+    "resnet50 default cut (layer3), 224 px": ({"backbone": "resnet50", "image_size": 224, "weights": "none"}, 64),
 }
 
 

@@ -71,16 +71,16 @@ def main(argv: list[str]) -> None:
         "bf16_metrics": lambda: fastpath.precision_metrics([int(s) for s in args.seeds.split(",")]),
     }
     start = time.perf_counter()
-    sections = {}
+    results = {"machine": info, "command": " ".join(["python benchmarks/run.py", *argv]), "sections": {}}
     for name in chosen:
         print(f"== {name}", flush=True)
-        sections[name] = jobs[name]()
-        print(report.table(name, sections[name]), f"\n({common.load_note()})", flush=True)
-    results = {"machine": info, "load": common.load_note(), "command": " ".join(["python benchmarks/run.py", *argv]),
-               "seconds": time.perf_counter() - start, "sections": sections}
+        rows = results["sections"][name] = jobs[name]()
+        print(report.table(name, rows), f"\n({common.load_note()})", flush=True)
+        results.update(load=common.load_note(), seconds=time.perf_counter() - start)
+        if args.out:  # after every section, so a long run that dies keeps what it measured
+            written = report.write(results, args.out)
     if args.out:
-        for path in report.write(results, args.out):
-            print(f"wrote {path}")
+        print("wrote", *written)
 
 
 if __name__ == "__main__":

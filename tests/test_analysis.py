@@ -98,6 +98,21 @@ def test_walk_cuts_matches_each_trunk(backbone):
             assert torch.equal(features, trunk.eval()(x)), cut.name
 
 
+def test_probe_leave_one_out_predictions_equal_refits(monkeypatch):
+    import medtl.analysis.autocut as autocut
+
+    monkeypatch.setattr(autocut, "LAMBDAS", (0.05,))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 6)), rng.integers(0, 2, 30)
+    loo = autocut.probe_predictions(x, y, "binary")[:, 0]
+    z = (x - x.mean(0)) / x.std(0, ddof=1)
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        a, t = z[keep] - z[keep].mean(0), y[keep] - y[keep].mean()
+        w = np.linalg.solve(a.T @ a + 0.05 * len(y) * np.eye(6), a.T @ t)  # ridge with an unpenalised intercept
+        assert loo[i] == pytest.approx((z[i] - z[keep].mean(0)) @ w + y[keep].mean() - y.mean(), abs=1e-9)
+
+
 @pytest.fixture(scope="module")
 def tiny_npz(tmp_path_factory):
     """A small BreastMNIST subset in MedMNIST layout (both classes in every split)."""
@@ -118,7 +133,10 @@ def test_estimate_scores_every_cut(tiny_npz):
     names = [c.name for c in backbone_cuts(create_backbone("efficientnet_lite0", None)[0]) if c.level != "layer"]
     assert [s.cut for s in result.scores] == names
     assert all(0 <= s.score <= 1 for s in result.scores)
-    assert result.pick == max(result.scores, key=lambda s: s.score).cut
+    best = max(result.scores, key=lambda s: s.score)
+    assert result.best == best.cut and 0 < result.tolerance < 0.2
+    within = [s.cut for s in result.scores if s.score >= best.score - result.tolerance]
+    assert result.pick == within[0]  # the shallowest cut the data cannot tell from the best
     assert result.images == 160 and result.seconds > 0
 
 
@@ -216,7 +234,8 @@ def test_search_with_cut_auto_fine_tunes_only_the_estimated_block(tmp_path, monk
                                               "epochs_run": 3, "train_seconds": 1.0})
 
     monkeypatch.setattr(search_module, "train", fake_train)
-    monkeypatch.setattr(search_module, "estimate_cut", lambda *a, **k: AutoCut("blocks.3.0", "auprc", [], 624, 64, 2.0))
+    estimate = AutoCut("blocks.3.0", "blocks.3.0", 0.0, "auprc", [], 624, 64, 2.0)
+    monkeypatch.setattr(search_module, "estimate_cut", lambda *args, **kwargs: estimate)
     result = search_module.search(medtl.TrainConfig(cut="auto"), seeds=[0], out=tmp_path)
     assert trained == ["blocks.3", "blocks.3.0", "blocks.3.1"]
     assert result.block_pick == "blocks.3" and result.pick == "blocks.3.1"

@@ -35,3 +35,17 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
         sched.step()
     assert lrs[0] < lrs[5] < lrs[10] and max(lrs) == pytest.approx(1.0, abs=0.02)
     assert lrs[10:] == sorted(lrs[10:], reverse=True) and lrs[-1] < 0.01
+
+
+def test_schedule_restarts_its_warm_up_when_lp_ft_thaws_the_trunk():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = make_schedule(opt, TrainConfig(epochs=6, warmup_epochs=1), steps_per_epoch=10, restart_epoch=2)
+    lrs = []
+    for _ in range(60):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    probe, tune = lrs[:20], lrs[20:]
+    assert probe[-1] < 0.05 and tune[0] < 0.2  # the probe decays; fine-tuning starts low again
+    assert max(tune) == pytest.approx(1.0, abs=0.02) and tune[10:] == sorted(tune[10:], reverse=True)

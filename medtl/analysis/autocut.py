@@ -30,7 +30,7 @@ LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0)  # ridge penalties per image, on standardised 
 
 @dataclass
 class CutScore:
-    """A cut and the probe's leave-one-out score of the pretrained features there."""
+    """A cut and the leave-one-out score of the probe on the pretrained features there."""
 
     cut: str
     level: str
@@ -40,9 +40,12 @@ class CutScore:
 
 @dataclass
 class AutoCut:
-    """The estimate: every cut's score, the pick, and what it cost."""
+    """The estimate: every cut's score, the best one, the pick (the shallowest cut within ``tolerance`` of the
+    best), and what it cost."""
 
     pick: str
+    best: str
+    tolerance: float
     metric: str
     scores: list[CutScore]
     images: int
@@ -54,9 +57,10 @@ class AutoCut:
 
     def table(self) -> str:
         lines = [f"--cut auto: leave-one-out {self.metric.upper()} of a ridge probe on pooled pretrained features "
-                 f"({self.images} train+val images, {self.image_size} px, {self.seconds:.1f}s)"]
+                 f"({self.images} train+val images, {self.image_size} px, {self.seconds:.1f}s); pick: the "
+                 f"shallowest cut within {self.tolerance:.4f} (one standard error) of the best"]
         lines += [f"  {s.cut:<28}{s.level:<7}{s.channels:>6} ch  {s.score:.4f}"
-                  f"{'  <- pick' if s.cut == self.pick else ''}"
+                  f"{'  <- pick' if s.cut == self.pick else ''}{'  (best)' if s.cut == self.best != self.pick else ''}"
                   for s in self.scores]
         return "\n".join(lines)
 
@@ -79,8 +83,8 @@ def pooled_features(backbone: str, data: ImageDataset, image_size: int, *, weigh
     return chosen, [torch.cat(p).double().numpy() for p in pooled]
 
 
-def probe_score(x: np.ndarray, y: np.ndarray, task: str, metric: str = "auroc") -> float:
-    """Leave-one-out ``metric`` of a ridge-regression probe on standardised features ``x`` (images x channels).
+def probe_predictions(x: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
+    """Leave-one-out predictions ``(images, outputs)`` of a ridge-regression probe on standardised features ``x``.
 
     The probe regresses the (one-hot) labels; its leave-one-out predictions come in closed form from one SVD, so
     every image is scored by a probe that did not see it, with no folds and no randomness. The penalty is chosen
@@ -101,7 +105,20 @@ def probe_score(x: np.ndarray, y: np.ndarray, task: str, metric: str = "auroc") 
         error = float((residual ** 2).sum())
         if error < best_error:
             best, best_error = t - residual, error
-    return _score(y, best.numpy(), task, metric)
+    return best.numpy()
+
+
+def standard_error(y: np.ndarray, predictions: np.ndarray, task: str, metric: str, rounds: int = 200) -> float:
+    """Bootstrap standard error of :func:`score` over the images (seeded, so the estimate is repeatable)."""
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(rounds):
+        idx = rng.integers(0, len(y), len(y))
+        try:
+            values.append(score(y[idx], predictions[idx], task, metric))
+        except DataError:  # a resample with a single class
+            continue
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def _targets(y: np.ndarray, task: str) -> np.ndarray:
@@ -112,23 +129,26 @@ def _targets(y: np.ndarray, task: str) -> np.ndarray:
     return np.eye(int(y.max()) + 1)[y]
 
 
-def _score(y: np.ndarray, predictions: np.ndarray, task: str, metric: str) -> float:
+def score(y: np.ndarray, predictions: np.ndarray, task: str, metric: str) -> float:
     """Mean one-vs-rest ``metric`` over the probe's output columns (one column for binary tasks)."""
-    score = roc_auc_score if metric == "auroc" else average_precision_score
+    measure = roc_auc_score if metric == "auroc" else average_precision_score
     truth = y if task == "multilabel" else (_targets(y, task) > 0)
-    values = [score(truth[:, j], predictions[:, j]) for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(y)]
+    values = [measure(truth[:, j], predictions[:, j]) for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(y)]
     if not values:
         raise DataError("--cut auto needs training+validation images of at least two classes.")
     return float(np.mean(values))
 
 
 def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights: str | dict = "imagenet",
-                 metric: str = "auroc", levels: tuple[str, ...] = LEVELS) -> AutoCut:
-    """Score every cut of ``backbone`` (of the given ``levels``) on ``data``'s train+val images and pick the best.
+                 metric: str = "auroc", levels: tuple[str, ...] = LEVELS, one_se: bool = True) -> AutoCut:
+    """Score every cut of ``backbone`` (of the given ``levels``) on ``data``'s train+val images and pick one.
 
     Args:
         weights: the pretrained weights the fine-tuning would start from (``"imagenet"`` or a file).
         metric: ``auroc`` or ``auprc`` of the probe.
+        one_se: pick the shallowest cut whose score is within one (bootstrap) standard error of the best score,
+            the one-standard-error rule: scores closer than that are not told apart by the data, and the
+            shallower cut gives the smaller model. Otherwise pick the best score.
     """
     if metric not in METRICS:
         raise ConfigError(f"--cut auto scores cuts by auroc or auprc, not {metric!r}.")
@@ -137,11 +157,15 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
     start = time.perf_counter()
     cuts, features = pooled_features(backbone, data, image_size, weights=weights, levels=levels)
     y = torch.cat([data.train.labels, data.val.labels]).numpy()
-    scores = []
+    scores, predictions = [], []
     for cut, x in zip(cuts, features):
-        scores.append(CutScore(cut.name, cut.level, x.shape[1], probe_score(x, y, data.task, metric)))
-    pick = max(scores, key=lambda s: s.score).cut  # the first (shallowest) of equal scores
-    return AutoCut(pick, metric, scores, len(y), image_size, time.perf_counter() - start)
+        predictions.append(probe_predictions(x, y, data.task))
+        scores.append(CutScore(cut.name, cut.level, x.shape[1], score(y, predictions[-1], data.task, metric)))
+    best = max(range(len(scores)), key=lambda i: scores[i].score)  # the first (shallowest) of equal scores
+    tolerance = standard_error(y, predictions[best], data.task, metric) if one_se else 0.0
+    pick = next(s for s in scores if s.score >= scores[best].score - tolerance)
+    return AutoCut(pick.cut, scores[best].cut, tolerance, metric, scores, len(y), image_size,
+                   time.perf_counter() - start)
 
 
 def resolve_auto_cut(cfg: TrainConfig, data: ImageDataset, weights: str | dict, verbose: bool = True) -> AutoCut:

@@ -53,19 +53,27 @@ def make_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimize
     return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """Per-step cosine decay with linear warm-up, a per-epoch plateau schedule, or a constant rate."""
+def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, restart_epoch: int = 0):
+    """Per-step cosine decay with linear warm-up, a per-epoch plateau schedule, or a constant rate.
+
+    With ``restart_epoch`` (LP-FT's probe epochs) the cosine runs twice: once over the probe, then afresh, warm-up
+    included, over the fine-tuning: thawing the trunk starts a new optimisation, and entering it at the probe's
+    full rate would distort the pretrained features the probe was meant to protect (Kumar et al. 2022)."""
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=5)
     total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = min(cfg.warmup_epochs * steps_per_epoch, total - 1)
+    restart = min(restart_epoch * steps_per_epoch, total - 1)
+
+    def cosine(step: int, length: int) -> float:
+        warmup = min(cfg.warmup_epochs * steps_per_epoch, length - 1)
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, length - warmup)))
 
     def factor(step: int) -> float:
         if cfg.schedule == "constant":
             return 1.0
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        return cosine(step, restart) if step < restart else cosine(step - restart, total - restart)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -143,7 +151,7 @@ class Trainer:
         optimizer = make_optimizer(strategy.param_groups(model, cfg.lr), cfg)
         scaler = grad_scaler(device, cfg.precision)
         steps = num_batches(len(train_x), cfg.batch_size)
-        schedule = make_schedule(optimizer, cfg, steps)
+        schedule = make_schedule(optimizer, cfg, steps, restart_epoch=strategy.probe_epochs)
         result = FitResult()
         best_key: tuple[float, float] | None = None
         bad_epochs, first_epoch = 0, 1
