@@ -23,7 +23,7 @@ test: install
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 benchmark: install
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py --out benchmarks/results/latest
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

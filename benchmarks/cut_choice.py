@@ -65,11 +65,11 @@ def main(argv: list[str]) -> None:
           "--workers", str(args.workers), "--threads", "1", "--no-plots", "--out", str(args.out))
     searches = {}
     if args.levels == "all":
-        for name, extra in {"search": [], "search --cut auto": ["--cut", "auto"]}.items():
+        for name, extra, stem in (("search", [], "search-two-stage"), ("search --cut auto", ["--cut", "auto"], "search-auto")):
             medtl("search", *common, *extra, "--out", str(args.out))
             for suffix in (".json", ".csv"):  # each search keeps its own files
-                (args.out / f"search{suffix}").replace(args.out / f"{name.replace(' --cut ', '-')}{suffix}")
-            searches[name] = json.loads((args.out / f"{name.replace(' --cut ', '-')}.json").read_text())
+                (args.out / f"search{suffix}").replace(args.out / f"{stem}{suffix}")
+            searches[name] = json.loads((args.out / f"{stem}.json").read_text())
 
     cfg = TrainConfig(backbone=args.backbone, data=args.data, image_size=args.image_size).validate()
     data, weights = load_data(cfg), model_weights(cfg)

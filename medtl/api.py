@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .artifacts import (atomic_write, load_model, new_run_dir, remove_partial_writes, save_model, write_csv,
+from .artifacts import (atomic_write, load_model, new_run_dir, remove_partial_writes, run_lock, save_model, write_csv,
                         write_json)
 from .backbones import backbone_cuts, create_backbone, get_spec
 from .backbones.weights import read_state_dict
@@ -114,56 +115,60 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         run_dir: write the run exactly here (created if missing) instead of a new timestamped directory under
             ``out``; a grid (``medtl compare``) uses it to find its runs again.
     """
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"{run_dir} is not a medtl run directory (no config.yaml); nothing to resume.")
-        if not (run_dir / CHECKPOINT).is_file():
-            raise ConfigError(f"{run_dir} stopped before its first epoch ended, so there is no {CHECKPOINT} to resume "
-                              f"from; start it again with `medtl train --config {run_dir / 'config.yaml'}`.")
-        cfg = TrainConfig.load(run_dir / "config.yaml").validate()
-        state = load_checkpoint(run_dir)
-        remove_partial_writes(run_dir)
-    else:
-        cfg = TrainConfig.from_dict({**(config or TrainConfig()).to_dict(), **options}).validate()
-        state = None
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    generator = seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    strategy = make_strategy(cfg)
-    data = load_data(cfg)
-    autocut = None
-    if cfg.cut == "auto":  # estimate the cut from one forward pass; cfg.cut becomes the pick
-        from .analysis.autocut import resolve_auto_cut
+    with ExitStack() as held:
+        if resume is not None:
+            run_dir = Path(resume)
+            if not (run_dir / "config.yaml").is_file():
+                raise ConfigError(f"{run_dir} is not a medtl run directory (no config.yaml); nothing to resume.")
+            held.enter_context(run_lock(run_dir))
+            if not (run_dir / CHECKPOINT).is_file():
+                raise ConfigError(f"{run_dir} stopped before its first epoch ended, so there is no {CHECKPOINT} to "
+                                  f"resume from; start it again with `medtl train --config {run_dir / 'config.yaml'}`.")
+            cfg = TrainConfig.load(run_dir / "config.yaml").validate()
+            state = load_checkpoint(run_dir)
+            remove_partial_writes(run_dir)
+        else:
+            cfg = TrainConfig.from_dict({**(config or TrainConfig()).to_dict(), **options}).validate()
+            state = None
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        generator = seed_everything(cfg.seed)
+        device = resolve_device(cfg.device)
+        strategy = make_strategy(cfg)
+        data = load_data(cfg)
+        autocut = None
+        if cfg.cut == "auto":  # estimate the cut from one forward pass; cfg.cut becomes the pick
+            from .analysis.autocut import resolve_auto_cut
 
-        autocut = resolve_auto_cut(cfg, data, model_weights(cfg), verbose)
-        strategy = strategy.with_params(cut=autocut.pick)
-    # A resumed model takes every weight from the checkpoint: the pretrained ones need not (and must not) be read.
-    weights = "none" if state is not None else model_weights(cfg)
-    model = strategy.build(cfg.backbone, data.num_classes, weights=weights, in_chans=data.in_chans,
-                           image_size=cfg.image_size, head=cfg.head, classes=data.classes, task=data.task)
-    if resume is None and run_dir is not None:
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(run_dir / "config.yaml")
-    elif resume is None:
-        name = cfg.name or f"{Path(data.name).stem}-{cfg.backbone}-{strategy.name}-{model.spec.cut}-s{cfg.seed}"
-        run_dir = new_run_dir(cfg.out, name)
-        cfg.save(run_dir / "config.yaml")
-    if data.skipped:
-        report_skipped(data, run_dir)
-    if autocut is not None:
-        write_json(run_dir / "autocut.json", autocut.to_dict())
-    if verbose:
-        print(f"run {run_dir}\n{describe(model, strategy, data)}", flush=True)
-    start = time.perf_counter()
-    fit = Trainer(cfg, device, verbose).fit(model, strategy, data, run_dir, generator, resume=state)
-    model.load_state_dict(fit.best_state)
-    metrics = finish(model, data, cfg, run_dir, fit.history, fit.best_epoch, time.perf_counter() - start)
-    if verbose:
-        print(summary(metrics), flush=True)
-    return RunResult(metrics, model.cpu().eval(), run_dir)
+            autocut = resolve_auto_cut(cfg, data, model_weights(cfg), verbose)
+            strategy = strategy.with_params(cut=autocut.pick)
+        # A resumed model takes every weight from the checkpoint: the pretrained ones need not (and must not) be read.
+        weights = "none" if state is not None else model_weights(cfg)
+        model = strategy.build(cfg.backbone, data.num_classes, weights=weights, in_chans=data.in_chans,
+                               image_size=cfg.image_size, head=cfg.head, classes=data.classes, task=data.task)
+        if resume is None and run_dir is not None:
+            run_dir = Path(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            held.enter_context(run_lock(run_dir))
+            cfg.save(run_dir / "config.yaml")
+        elif resume is None:
+            name = cfg.name or f"{Path(data.name).stem}-{cfg.backbone}-{strategy.name}-{model.spec.cut}-s{cfg.seed}"
+            run_dir = new_run_dir(cfg.out, name)
+            held.enter_context(run_lock(run_dir))
+            cfg.save(run_dir / "config.yaml")
+        if data.skipped:
+            report_skipped(data, run_dir)
+        if autocut is not None:
+            write_json(run_dir / "autocut.json", autocut.to_dict())
+        if verbose:
+            print(f"run {run_dir}\n{describe(model, strategy, data)}", flush=True)
+        start = time.perf_counter()
+        fit = Trainer(cfg, device, verbose).fit(model, strategy, data, run_dir, generator, resume=state)
+        model.load_state_dict(fit.best_state)
+        metrics = finish(model, data, cfg, run_dir, fit.history, fit.best_epoch, time.perf_counter() - start)
+        if verbose:
+            print(summary(metrics), flush=True)
+        return RunResult(metrics, model.cpu().eval(), run_dir)
 
 
 def describe(model: Classifier, strategy: Strategy, data: ImageDataset) -> str:

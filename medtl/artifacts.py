@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -63,6 +64,29 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     atomic_write(path, buffer.getvalue())
+
+
+LOCK = ".lock"
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold an exclusive lock on ``run_dir`` while one process trains there, so that a second ``--resume`` of the
+    same run, or a second grid (``medtl compare``/``search`` started twice, or a sweep across machines sharing the
+    directory) fails at once instead of two processes writing the same checkpoint. The lock is the operating
+    system's (``flock``): it is released when the process ends, however it ends, so it never goes stale."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one process per run is then the user's to keep
+        yield
+        return
+    with open(run_dir / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{run_dir} is being trained by another process right now; wait for it to finish "
+                              f"(or stop it) before training or resuming this run.") from None
+        yield
 
 
 def new_run_dir(out: str | Path, name: str) -> Path:

@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--strategies", default="full,linear,lwft,transfusion,truncated,scratch,llrd,lp-ft",
                          help="comma-separated strategies (default: all)")
     compare.add_argument("--cuts", default="block", help="the cut axis of truncated/lwft/transfusion: block, layer, "
-                         "all, or CUT,CUT,... (default: block)")
+                         "all, auto (the one-pass estimate's pick; also what --cut auto means here), or CUT,CUT,... "
+                         "(default: block)")
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     compare.add_argument("--resplits", type=int, metavar="K", help="instead of seeds: K repeats, each on its own "
                          "stratified split of train+val+test pooled (the paper's three splits)")

@@ -111,3 +111,14 @@ def test_compare_resumes_only_what_is_missing(tmp_path, monkeypatch):
     assert json.loads((redo / "metrics.json").read_text())["test_auroc"] == pytest.approx(
         next(r for r in first.records if r["strategy"] == "truncated")["test_auroc"])
     assert len(second.records) == 2
+
+
+def test_cut_auto_makes_the_estimate_the_cut_axis(tmp_path, monkeypatch):
+    import medtl.analysis.autocut as autocut
+
+    estimate = autocut.AutoCut("blocks.1", "blocks.1", 0.0, "auprc", [], 624, 32, 0.1)
+    monkeypatch.setattr(autocut, "estimate_cut", lambda *args, **kwargs: estimate)
+    result = compare(TrainConfig(**{**TINY.to_dict(), "cut": "auto"}), ["truncated", "linear"], seeds=[0],
+                     out=tmp_path, plots=False)
+    assert sorted((r["strategy"], r["cut"]) for r in result.records) == [("linear", None), ("truncated", "blocks.1")]
+    assert json.loads((tmp_path / "autocut.json").read_text())["pick"] == "blocks.1"

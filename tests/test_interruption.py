@@ -20,9 +20,9 @@ import pytest
 import torch
 
 import medtl
-from medtl.artifacts import new_run_dir
+from medtl.artifacts import new_run_dir, run_lock
 from medtl.cli import main
-from medtl.errors import MedtlWarning, TrainingError
+from medtl.errors import ConfigError, MedtlWarning, TrainingError
 from medtl.training import CHECKPOINT, load_checkpoint, loop
 from medtl.training.health import warn_if_at_chance
 
@@ -177,3 +177,14 @@ def test_chance_level_auroc_warns(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_if_at_chance([*early[:4], {"val_auroc": 0.6}], "for the first 5 epochs")
+
+
+def test_a_run_in_training_cannot_be_resumed_by_a_second_process(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    medtl.TrainConfig().save(run / "config.yaml")
+    with run_lock(run):  # another process's flock looks the same: a separate open file description
+        with pytest.raises(ConfigError, match="being trained by another process"):
+            medtl.train(resume=run, verbose=False)
+    with pytest.raises(ConfigError, match="no checkpoint.pt to resume"):  # released: the next check is reached
+        medtl.train(resume=run, verbose=False)

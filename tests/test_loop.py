@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from medtl.config import TrainConfig
+from medtl.training.device import eval_batch_size
 from medtl.training.loop import batches, make_schedule, num_batches
 
 
@@ -49,3 +50,7 @@ def test_schedule_restarts_its_warm_up_when_lp_ft_thaws_the_trunk():
     probe, tune = lrs[:20], lrs[20:]
     assert probe[-1] < 0.05 and tune[0] < 0.2  # the probe decays; fine-tuning starts low again
     assert max(tune) == pytest.approx(1.0, abs=0.02) and tune[10:] == sorted(tune[10:], reverse=True)
+
+
+def test_evaluation_batches_hold_the_same_number_of_pixels_at_every_size():
+    assert [eval_batch_size(s) for s in (28, 64, 128, 224, 5000)] == [1024, 256, 64, 20, 1]

@@ -21,7 +21,8 @@ from .grid import GridRun, build_grid, cut_points
 from .summary import markdown, paper_rows, summarise
 
 LATENCY = "latency.json"
-__all__ = ["CompareResult", "GridRun", "build_grid", "compare", "cut_points", "markdown", "paper_rows", "summarise"]
+__all__ = ["CompareResult", "GridRun", "build_grid", "compare", "cut_points", "estimate_axis", "markdown", "paper_rows",
+           "summarise"]
 
 
 @dataclass
@@ -41,6 +42,8 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
     ``workers`` runs at a time, and write ``configurations.{md,csv}``, ``table.{md,csv}``, ``runs.csv`` and the
     figures to ``out``."""
     out = Path(out)
+    if cuts == "auto" or base.cut == "auto":
+        cuts, base = [estimate_axis(base, out, select)], replace(base, cut=None)
     if workers > 1 and base.threads is None:  # share the cores instead of every run taking all of them
         base = replace(base, threads=max(1, (os.cpu_count() or 1) // workers))
     runs = build_grid(base.validate(), strategies, cuts, list(seeds), resplits, out)
@@ -58,6 +61,21 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
         files += [plot_cuts(rows, order, out / "cuts.png"), plot_boxes(table, records, out / "boxes.png")]
     print(markdown(table, "method", select), flush=True)
     return CompareResult(rows, table, records, files)
+
+
+def estimate_axis(base: TrainConfig, out: Path, select: str) -> str:
+    """``--cuts auto`` (or ``--cut auto``): the cut axis is the one-pass estimate's pick, made once for the whole
+    grid on its data (``out/autocut.json``), so TTL, LWFT and TF meet at the same point and every strategy without a
+    cut axis runs as usual."""
+    from ..analysis.autocut import estimate_cut
+    from ..api import load_data, model_weights
+
+    estimate = estimate_cut(base.backbone, load_data(base), base.image_size, weights=model_weights(base),
+                            metric=select)
+    print(estimate.table(), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "autocut.json", estimate.to_dict())
+    return estimate.pick
 
 
 def train_run(run: GridRun, verbose: bool = False) -> str:

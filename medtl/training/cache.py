@@ -12,20 +12,20 @@ import torch
 
 from ..data import Preprocess
 from ..model import Classifier
-from .device import to_device
+from .device import eval_batch_size, to_device
 
 
 class PrefixCache:
     """Cached outputs of the trunk's first ``prefix`` units, per split."""
 
     def __init__(self, model: Classifier, preprocess: Preprocess, limit_mb: float, channels_last: bool = False,
-                 verbose: bool = True, batch_size: int = 256):
+                 verbose: bool = True, batch_size: int | None = None):
         self.model = model
         self.preprocess = preprocess
         self.limit_mb = limit_mb
         self.channels_last = channels_last
         self.verbose = verbose
-        self.batch_size = batch_size
+        self.batch_size = batch_size or eval_batch_size(preprocess.image_size)
         self.entries: dict[str, tuple[int, torch.Tensor]] = {}
         self.noted: set[str] = set()
 

@@ -7,6 +7,7 @@ import torch
 from ..errors import ConfigError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+EVAL_PIXELS = 256 * 64 * 64  # pixels per evaluation batch (see eval_batch_size)
 DEVICE_DATA_FRACTION = 0.25  # image splits stay on the accelerator when they take at most this share of its free memory
 
 
@@ -47,3 +48,10 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda" and x.device.type == "cpu":
         x = x.pin_memory()
     return x.to(device, non_blocking=True)
+
+
+def eval_batch_size(image_size: int) -> int:
+    """Images per evaluation batch: 256 at 64 px, and the same number of pixels at other sizes (20 at 224 px), so
+    the peak memory of evaluation does not grow with the image size (at 224 px, one expanded feature map of 256
+    images is 1.8 GB)."""
+    return max(1, min(1024, EVAL_PIXELS // image_size ** 2))

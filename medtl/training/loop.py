@@ -20,7 +20,7 @@ from ..evaluation import classification_metrics
 from ..model import Classifier
 from ..strategies import Strategy
 from .cache import PrefixCache
-from .device import autocast, check_precision, data_home, grad_scaler, to_device
+from .device import autocast, check_precision, data_home, eval_batch_size, grad_scaler, to_device
 from .health import CHANCE_EPOCHS, check_finite, warn_if_at_chance
 
 CHECKPOINT = "checkpoint.pt"
@@ -94,12 +94,13 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
 
 
 @torch.inference_mode()
-def predict(model: Classifier, images: torch.Tensor, preprocess: Preprocess, task: str, batch_size: int = 256,
+def predict(model: Classifier, images: torch.Tensor, preprocess: Preprocess, task: str, batch_size: int | None = None,
             channels_last: bool = False, start: int = 0, precision: str = "fp32") -> tuple[np.ndarray, torch.Tensor]:
     """Class probabilities (and logits) for ``images`` in eval mode, without autograd; with ``start > 0``,
     ``images`` are cached features of the trunk's first ``start`` units. Batches go to the model's device."""
     model.eval()
     device = next(model.parameters()).device
+    batch_size = batch_size or eval_batch_size(preprocess.image_size)
     logits = []
     for i in range(0, len(images), batch_size):
         x = to_device(images[i:i + batch_size], device)
