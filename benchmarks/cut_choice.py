@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +54,7 @@ def main(argv: list[str]) -> None:
     from medtl.analysis.autocut import estimate_cut
     from medtl.api import load_data, model_weights
     from medtl.backbones import backbone_cuts, create_backbone
+    from medtl.compare.summary import COSTS, summarise
     from medtl.config import TrainConfig
 
     common = ["--backbone", args.backbone, "--data", args.data, "--image-size", str(args.image_size),
@@ -65,7 +65,8 @@ def main(argv: list[str]) -> None:
           "--workers", str(args.workers), "--threads", "1", "--no-plots", "--out", str(args.out))
     searches = {}
     if args.levels == "all":
-        for name, extra, stem in (("search", [], "search-two-stage"), ("search --cut auto", ["--cut", "auto"], "search-auto")):
+        for name, extra, stem in (("search", [], "search-two-stage"),
+                                  ("search --cut auto", ["--cut", "auto"], "search-auto")):
             medtl("search", *common, *extra, "--out", str(args.out))
             for suffix in (".json", ".csv"):  # each search keeps its own files
                 (args.out / f"search{suffix}").replace(args.out / f"{stem}{suffix}")
@@ -79,41 +80,36 @@ def main(argv: list[str]) -> None:
         estimates[threads] = estimate_cut(args.backbone, data, args.image_size, weights=weights)
     estimate = estimates[1]
 
+    numbers = ("test_auroc", "test_auprc", "val_auroc", "val_auprc", "train_seconds", *COSTS)
     with open(args.out / "runs.csv") as f:
-        runs = list(csv.DictReader(f))
-    curve = []
-    for c in cuts:
-        of = [r for r in runs if r["cut"] == c.name]
-        row = {"cut": c.name, "level": c.level, "runs": len(of), "parameters": int(of[0]["parameters"])}
-        for key in ("test_auroc", "test_auprc", "val_auroc", "val_auprc", "train_seconds"):
-            values = [float(r[key]) for r in of]
-            row[key] = statistics.fmean(values)
-            row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        row["auto_score"] = next((s.score for s in estimate.scores if s.cut == c.name), None)
-        curve.append(row)
+        records = [{**r, **{k: float(r[k]) for k in numbers}} for r in csv.DictReader(f)]
+    rows = {r["cut"]: r for r in summarise(records, numbers[:5])}
+    curve = [{**rows[c.name], "auto_score": next((s.score for s in estimate.scores if s.cut == c.name), None)}
+             for c in cuts]
     scored = [r for r in curve if r["auto_score"] is not None]
-    best = max(curve, key=lambda r: r["test_auroc"])
-    best_val = max(curve, key=lambda r: r["val_auroc"])
+    best = max(curve, key=lambda r: r["test_auroc_mean"])
+    best_val = max(curve, key=lambda r: r["val_auroc_mean"])
     picked = next(r for r in curve if r["cut"] == estimate.pick)
     full = curve[-1]  # the last cut: the whole network fine-tuned
     summary = {
         "backbone": args.backbone, "data": args.data, "image_size": args.image_size, "seeds": args.seeds,
         "epochs": args.epochs, "patience": args.patience,
         "spearman_auto_vs_test_auroc": spearmanr([r["auto_score"] for r in scored],
-                                                 [r["test_auroc"] for r in scored]).statistic,
+                                                 [r["test_auroc_mean"] for r in scored]).statistic,
         "spearman_auto_vs_val_auroc": spearmanr([r["auto_score"] for r in scored],
-                                                [r["val_auroc"] for r in scored]).statistic,
-        "best_test_cut": best["cut"], "best_test_auroc": best["test_auroc"],
-        "best_val_cut": best_val["cut"], "best_val_cut_test_auroc": best_val["test_auroc"],
-        "auto_pick": estimate.pick, "auto_best_score_cut": estimate.best, "auto_pick_test_auroc": picked["test_auroc"],
-        "auto_gap_to_best": best["test_auroc"] - picked["test_auroc"],
+                                                [r["val_auroc_mean"] for r in scored]).statistic,
+        "best_test_cut": best["cut"], "best_test_auroc": best["test_auroc_mean"],
+        "best_val_cut": best_val["cut"], "best_val_cut_test_auroc": best_val["test_auroc_mean"],
+        "auto_pick": estimate.pick, "auto_best_score_cut": estimate.best,
+        "auto_pick_test_auroc": picked["test_auroc_mean"],
+        "auto_gap_to_best": best["test_auroc_mean"] - picked["test_auroc_mean"],
         "auto_seconds": {str(k): e.seconds for k, e in estimates.items()},
-        "full_fine_tune_seconds": full["train_seconds"],
-        "auto_cost_fraction_of_full_fine_tune": estimate.seconds / full["train_seconds"],
+        "full_fine_tune_seconds": full["train_seconds_mean"],
+        "auto_cost_fraction_of_full_fine_tune": estimate.seconds / full["train_seconds_mean"],
         "searches": {name: {"pick": s["pick"], "block_pick": s["block_pick"], **s["cost"],
-                            "pick_test_auroc": next(r["test_auroc"] for r in curve if r["cut"] == s["pick"])}
+                            "pick_test_auroc": next(r["test_auroc_mean"] for r in curve if r["cut"] == s["pick"])}
                      for name, s in searches.items()},
-        "exhaustive_train_seconds": sum(r["train_seconds"] * r["runs"] for r in curve),
+        "exhaustive_train_seconds": sum(r["train_seconds_mean"] * r["runs"] for r in curve),
         "curve": curve,
     }
     (args.out / "cut_choice.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -129,9 +125,9 @@ def markdown(s: dict) -> str:
     for r in s["curve"]:
         mark = " **auto**" if r["cut"] == s["auto_pick"] else ""
         score = "" if r["auto_score"] is None else f"{r['auto_score']:.4f}"
-        lines.append(f"| {r['cut']}{mark} | {r['level']} | {r['parameters']:,} | {score} | {r['val_auroc']:.3f} | "
-                     f"{r['test_auroc']:.3f} ± {r['test_auroc_std']:.3f} | {r['test_auprc']:.3f} ± "
-                     f"{r['test_auprc_std']:.3f} | {r['train_seconds']:.0f} |")
+        lines.append(f"| {r['cut']}{mark} | {r['level']} | {r['parameters']:,.0f} | {score} | "
+                     f"{r['val_auroc_mean']:.3f} | {r['test_auroc_mean']:.3f} ± {r['test_auroc_std']:.3f} | "
+                     f"{r['test_auprc_mean']:.3f} ± {r['test_auprc_std']:.3f} | {r['train_seconds_mean']:.0f} |")
     lines += ["", f"- Spearman rho, auto score vs mean test AUROC across cuts: {s['spearman_auto_vs_test_auroc']:.2f} "
               f"(vs validation AUROC: {s['spearman_auto_vs_val_auroc']:.2f})",
               f"- best cut on test: {s['best_test_cut']} ({s['best_test_auroc']:.3f}); best on validation: "

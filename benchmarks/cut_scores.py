@@ -13,9 +13,7 @@ AUROC of the highest-scoring cut and its gap to the best cut, and the seconds sp
 """
 from __future__ import annotations
 
-import csv
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -62,7 +60,7 @@ def main(dirs: list[str]) -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from medtl.analysis.autocut import probe_predictions, score
+    from medtl.analysis.autocut import pooled_features, probe_predictions, score
     from medtl.api import load_data, model_weights
     from medtl.config import TrainConfig
 
@@ -76,8 +74,6 @@ def main(dirs: list[str]) -> None:
         choice = json.loads((directory / "cut_choice.json").read_text())
         cfg = TrainConfig(backbone=choice["backbone"], data=choice["data"], image_size=choice["image_size"]).validate()
         data = load_data(cfg)
-        from medtl.analysis.autocut import pooled_features
-
         cuts, features = pooled_features(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg))
         y = np.concatenate([data.train.labels.numpy(), data.val.labels.numpy()])
         n_train = len(data.train)
@@ -89,21 +85,19 @@ def main(dirs: list[str]) -> None:
                 logistic(), x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]),
             "logme": lambda x: logme(x, y),
         }
-        with open(directory / "runs.csv") as f:
-            runs = list(csv.DictReader(f))
-        curve = {c.name: {k: statistics.fmean(float(r[k]) for r in runs if r["cut"] == c.name)
-                          for k in ("test_auroc", "val_auroc")} for c in cuts}
-        best = max(curve.values(), key=lambda r: r["test_auroc"])["test_auroc"]
+        curve = {r["cut"]: r for r in choice["curve"]}  # the fine-tuned means, as cut_choice.py summarised them
+        best = max(r["test_auroc_mean"] for r in curve.values())
         rows = []
         for name, scorer in scorers.items():
             start = time.perf_counter()
             scores = [scorer(x) for x in features]
             seconds = time.perf_counter() - start
             top = cuts[int(np.argmax(scores))].name
-            rows.append({"scorer": name, "seconds": seconds, "top_cut": top, "top_test_auroc": curve[top]["test_auroc"],
-                         "gap": best - curve[top]["test_auroc"],
-                         "rho_test": spearmanr(scores, [curve[c.name]["test_auroc"] for c in cuts]).statistic,
-                         "rho_val": spearmanr(scores, [curve[c.name]["val_auroc"] for c in cuts]).statistic})
+            top_auroc = curve[top]["test_auroc_mean"]
+            rows.append({"scorer": name, "seconds": seconds, "top_cut": top, "top_test_auroc": top_auroc,
+                         "gap": best - top_auroc,
+                         "rho_test": spearmanr(scores, [curve[c.name]["test_auroc_mean"] for c in cuts]).statistic,
+                         "rho_val": spearmanr(scores, [curve[c.name]["val_auroc_mean"] for c in cuts]).statistic})
         report[str(directory)] = rows
         print(f"\n{directory} ({choice['image_size']} px, {len(cuts)} cuts, best test AUROC {best:.3f})")
         print("| score | rho vs test AUROC | rho vs val AUROC | top cut | its test AUROC | gap | seconds |")

@@ -11,19 +11,16 @@ configuration share finished runs, and an interrupted search continues where it 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .analysis.autocut import estimate_cut
-from .api import load_data, model_weights, train
+from .analysis.autocut import estimate_for
 from .artifacts import write_csv, write_json
 from .backbones import backbone_cuts, create_backbone
-from .compare import GridRun, build_grid
+from .compare import GridRun, best_on_validation, build_grid, fit_run, summarise
 from .config import TrainConfig
 from .errors import ConfigError
-from .training import CHECKPOINT
 
 SELECT = ("auprc", "auroc")
 KEYS = ("val_auroc", "val_auprc", "test_auroc", "test_auprc")
@@ -44,7 +41,7 @@ class SearchResult:
         select = self.select
         lines = [f"{'stage':<6}{'cut':<16}{'seeds':>6}{'val ' + select.upper():>12}{'test AUROC':>18}{'test AUPRC':>18}"]
         for r in self.candidates:
-            lines.append(f"{r['stage']:<6}{r['cut']:<16}{r['seeds']:>6}{r[f'val_{select}_mean']:>12.4f}"
+            lines.append(f"{r['stage']:<6}{r['cut']:<16}{r['runs']:>6}{r[f'val_{select}_mean']:>12.4f}"
                          f"{r['test_auroc_mean']:>11.4f} ± {r['test_auroc_std']:.3f}"
                          f"{r['test_auprc_mean']:>11.4f} ± {r['test_auprc_std']:.3f}"
                          f"{'  <- pick' if r['cut'] == self.pick else ''}")
@@ -88,17 +85,16 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
 
     estimate = None
     if base.cut == "auto":
-        estimate = estimate_cut(base.backbone, load_data(base), base.image_size, weights=model_weights(base),
-                                metric=select)
+        estimate = estimate_for(base, select)
         block_pick = block_of(cuts, estimate.pick)
         rows = fine_tune([block_pick], 1)
     else:
         rows = fine_tune([name for name, level in cuts if level == "block"], 1)
-        block_pick = _best(rows, select)["cut"]
+        block_pick = best_on_validation(rows, select)["cut"]
     inner = stage_two(cuts, block_pick, next_block)
     if inner:
         rows += fine_tune(inner, 2)
-    pick = _best(rows, select)["cut"]
+    pick = best_on_validation(rows, select)["cut"]
     for row in rows:
         row["picked"] = row["cut"] == pick
     cost = _cost(rows, len(cuts), len(seeds), base.epochs)
@@ -123,10 +119,7 @@ def _train_all(runs: list[GridRun], verbose: bool) -> list[tuple[GridRun, dict]]
     for run in runs:
         if not run.finished:
             began = time.perf_counter()
-            if (run.run_dir / CHECKPOINT).is_file():
-                train(resume=run.run_dir, verbose=verbose)
-            else:
-                train(run.config, run_dir=run.run_dir, verbose=verbose)
+            fit_run(run, verbose)
             print(f"search: {run.run_dir.name}: {time.perf_counter() - began:.0f}s", flush=True)
         done.append((run, json.loads((run.run_dir / "metrics.json").read_text())))
     return done
@@ -134,30 +127,13 @@ def _train_all(runs: list[GridRun], verbose: bool) -> list[tuple[GridRun, dict]]
 
 def _candidates(runs: list[tuple[GridRun, dict]], stage: int) -> list[dict]:
     """One row per cut: mean and (sample) std over seeds of the validation and test metrics, and the cost."""
-    rows: dict[str, dict] = {}
-    for run, metrics in runs:
-        rows.setdefault(run.cut, {"cut": run.cut, "level": run.level, "stage": stage, "of": []})["of"].append(metrics)
-    for row in rows.values():
-        of = row.pop("of")
-        row["seeds"] = len(of)
-        for key in KEYS:
-            values = [m[key] for m in of]
-            row[f"{key}_mean"] = statistics.fmean(values)
-            row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        row.update(parameters=of[0]["parameters"], epochs=sum(m["epochs_run"] for m in of),
-                   train_seconds=sum(m["train_seconds"] for m in of))
-    return list(rows.values())
-
-
-def _best(rows: list[dict], select: str) -> dict:
-    """Highest mean validation ``select``; ties go to the other metric, then to the smaller model."""
-    other = "auroc" if select == "auprc" else "auprc"
-    return max(rows, key=lambda r: (r[f"val_{select}_mean"], r[f"val_{other}_mean"], -r["parameters"]))
+    records = [{**metrics, "strategy": run.strategy, "cut": run.cut, "level": run.level} for run, metrics in runs]
+    return [{"stage": stage, **row} for row in summarise(records, KEYS, totals=("epochs_run", "train_seconds"))]
 
 
 def _cost(rows: list[dict], cuts: int, seeds: int, epochs: int) -> dict:
     """What the search trained, next to the exhaustive search over every cut (its runs, and its epochs at most)."""
-    runs = sum(r["seeds"] for r in rows)
-    return {"runs": runs, "epochs": sum(r["epochs"] for r in rows),
+    runs = sum(r["runs"] for r in rows)
+    return {"runs": runs, "epochs": sum(r["epochs_run"] for r in rows),
             "train_seconds": sum(r["train_seconds"] for r in rows), "exhaustive_runs": cuts * seeds,
             "exhaustive_epochs_at_most": cuts * seeds * epochs, "fraction_of_exhaustive_runs": runs / (cuts * seeds)}

@@ -189,9 +189,13 @@ def test_stage_two_searches_inside_the_chosen_block():
     assert stage_two(cuts, "layer4", True) == ["layer4.0", "layer4.1"]
 
 
+COSTS = {"parameters": 10, "trainable_parameters": 10, "macs": 100, "epochs_run": 3, "train_seconds": 1.0}
+
+
 def test_search_picks_on_validation_and_counts_its_cost(tmp_path, monkeypatch):
     """The search logic with a stand-in for training: validation AUPRC peaks at blocks.4.1 (inside blocks.4,
     the best block), while the test metrics would point elsewhere."""
+    import medtl.compare as compare_module
     import medtl.search as search_module
     from medtl.artifacts import write_json
 
@@ -203,10 +207,9 @@ def test_search_picks_on_validation_and_counts_its_cost(tmp_path, monkeypatch):
         run_dir.mkdir(parents=True)
         write_json(run_dir / "metrics.json", {
             "val_auprc": val.get(config.cut, 0.5) + 0.001 * config.seed, "val_auroc": 0.5, "test_auroc": 0.5,
-            "test_auprc": 0.99 if config.cut == "conv_head" else 0.5, "parameters": 10, "epochs_run": 3,
-            "train_seconds": 1.0})
+            "test_auprc": 0.99 if config.cut == "conv_head" else 0.5, **COSTS})
 
-    monkeypatch.setattr(search_module, "train", fake_train)
+    monkeypatch.setattr(compare_module, "train", fake_train)
     result = search_module.search(medtl.TrainConfig(), seeds=[0, 1], out=tmp_path)
     assert result.block_pick == "blocks.4" and result.pick == "blocks.4.1"
     assert trained.count("blocks.4.1") == 2 and "blocks.3.0" not in trained
@@ -220,6 +223,7 @@ def test_search_picks_on_validation_and_counts_its_cost(tmp_path, monkeypatch):
 
 
 def test_search_with_cut_auto_fine_tunes_only_the_estimated_block(tmp_path, monkeypatch):
+    import medtl.compare as compare_module
     import medtl.search as search_module
     from medtl.analysis.autocut import AutoCut
     from medtl.artifacts import write_json
@@ -230,12 +234,11 @@ def test_search_with_cut_auto_fine_tunes_only_the_estimated_block(tmp_path, monk
         trained.append(config.cut)
         run_dir.mkdir(parents=True)
         write_json(run_dir / "metrics.json", {"val_auprc": 0.9 if config.cut == "blocks.3.1" else 0.8, "val_auroc": 0.5,
-                                              "test_auroc": 0.5, "test_auprc": 0.5, "parameters": 10,
-                                              "epochs_run": 3, "train_seconds": 1.0})
+                                              "test_auroc": 0.5, "test_auprc": 0.5, **COSTS})
 
-    monkeypatch.setattr(search_module, "train", fake_train)
+    monkeypatch.setattr(compare_module, "train", fake_train)
     estimate = AutoCut("blocks.3.0", "blocks.3.0", 0.0, "auprc", [], 624, 64, 2.0)
-    monkeypatch.setattr(search_module, "estimate_cut", lambda *args, **kwargs: estimate)
+    monkeypatch.setattr(search_module, "estimate_for", lambda *args, **kwargs: estimate)
     result = search_module.search(medtl.TrainConfig(cut="auto"), seeds=[0], out=tmp_path)
     assert trained == ["blocks.3", "blocks.3.0", "blocks.3.1"]
     assert result.block_pick == "blocks.3" and result.pick == "blocks.3.1"

@@ -7,7 +7,7 @@ the classes are in the *pretrained* features, so it is a proxy: fine-tuning chan
 deepest cuts (see ``medtl analyze reuse``). README.md ("Choosing the cut") gives how well it agrees with exhaustive
 fine-tuning and where it does not, and how it compares with a logistic probe (validation or 5-fold) and LogME
 (``benchmarks/cut_scores.py``): none of them was better at both image sizes measured; this one is deterministic,
-as cheap as LogME and 8x cheaper than the cross-validated logistic probe.
+as cheap as LogME and about 10x cheaper than the cross-validated logistic probe.
 """
 from __future__ import annotations
 
@@ -167,6 +167,14 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
     pick = next(s for s in scores if s.score >= scores[best].score - tolerance)
     return AutoCut(pick.cut, scores[best].cut, tolerance, metric, scores, len(y), image_size,
                    time.perf_counter() - start)
+
+
+def estimate_for(cfg: TrainConfig, metric: str = "auroc") -> AutoCut:
+    """:func:`estimate_cut` on ``cfg``'s data, backbone, image size and pretrained weights: the estimate a grid or
+    a search makes once for all its runs."""
+    from ..api import load_data, model_weights
+
+    return estimate_cut(cfg.backbone, load_data(cfg), cfg.image_size, weights=model_weights(cfg), metric=metric)
 
 
 def resolve_auto_cut(cfg: TrainConfig, data: ImageDataset, weights: str | dict, verbose: bool = True) -> AutoCut:

@@ -18,11 +18,11 @@ from ..config import TrainConfig
 from ..evaluation import latency_ms
 from ..training import CHECKPOINT
 from .grid import GridRun, build_grid, cut_points
-from .summary import markdown, paper_rows, summarise
+from .summary import best_on_validation, markdown, paper_rows, summarise
 
 LATENCY = "latency.json"
-__all__ = ["CompareResult", "GridRun", "build_grid", "compare", "cut_points", "estimate_axis", "markdown", "paper_rows",
-           "summarise"]
+__all__ = ["CompareResult", "GridRun", "best_on_validation", "build_grid", "compare", "cut_points", "estimate_axis",
+           "fit_run", "markdown", "paper_rows", "summarise"]
 
 
 @dataclass
@@ -67,25 +67,30 @@ def estimate_axis(base: TrainConfig, out: Path, select: str) -> str:
     """``--cuts auto`` (or ``--cut auto``): the cut axis is the one-pass estimate's pick, made once for the whole
     grid on its data (``out/autocut.json``), so TTL, LWFT and TF meet at the same point and every strategy without a
     cut axis runs as usual."""
-    from ..analysis.autocut import estimate_cut
-    from ..api import load_data, model_weights
+    from ..analysis.autocut import estimate_for
 
-    estimate = estimate_cut(base.backbone, load_data(base), base.image_size, weights=model_weights(base),
-                            metric=select)
+    estimate = estimate_for(base, select)
     print(estimate.table(), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "autocut.json", estimate.to_dict())
     return estimate.pick
 
 
-def train_run(run: GridRun, verbose: bool = False) -> str:
-    """Train one run of the grid: resumed from its checkpoint if it was interrupted, else from the start."""
-    began = time.perf_counter()
+def fit_run(run: GridRun, verbose: bool = False) -> bool:
+    """Train one run of the grid: resumed from its checkpoint if it was interrupted (then True), else from the
+    start."""
     resumed = (run.run_dir / CHECKPOINT).is_file()
     if resumed:
         train(resume=run.run_dir, verbose=verbose)
     else:
         train(run.config, run_dir=run.run_dir, verbose=verbose)
+    return resumed
+
+
+def train_run(run: GridRun, verbose: bool = False) -> str:
+    """:func:`fit_run`, then the run's CPU latency; returns a progress line."""
+    began = time.perf_counter()
+    resumed = fit_run(run, verbose)
     measure_latency(run.run_dir)
     return f"{run.run_dir.name}{' (resumed)' if resumed else ''}: {time.perf_counter() - began:.0f}s"
 

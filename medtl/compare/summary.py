@@ -12,24 +12,33 @@ METRICS = ("test_auroc", "test_auprc", "test_accuracy", "val_auroc", "val_auprc"
 COSTS = ("parameters", "trainable_parameters", "macs")
 
 
-def summarise(records: Iterable[dict]) -> list[dict]:
-    """One row per (strategy, cut): number of runs, mean and std of every metric, and the model's costs.
+def summarise(records: Iterable[dict], metrics: tuple[str, ...] = METRICS, totals: tuple[str, ...] = ()) -> list[dict]:
+    """One row per (strategy, cut): number of runs, mean and std of every metric, the model's costs, and the sum
+    over the runs of each of ``totals`` (e.g. the training time a configuration took).
 
     ``records`` are the runs' ``metrics.json`` plus ``strategy``, ``cut`` (the cut axis, None for none), ``level``
-    and ``latency_ms``; the standard deviation is the sample one (0 for a single run)."""
+    and (for the default ``metrics``) ``latency_ms``; the standard deviation is the sample one (0 for one run)."""
     groups: dict[tuple[str, str | None], list[dict]] = {}
     for r in records:
         groups.setdefault((r["strategy"], r["cut"]), []).append(r)
     rows = []
     for (strategy, cut), runs in groups.items():
         row = {"strategy": strategy, "cut": cut, "level": runs[0]["level"], "runs": len(runs)}
-        for key in METRICS:
+        for key in metrics:
             values = [r[key] for r in runs]
             row[f"{key}_mean"] = statistics.fmean(values)
             row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         row.update({key: runs[0][key] for key in COSTS})
+        row.update({key: sum(r[key] for r in runs) for key in totals})
         rows.append(row)
     return rows
+
+
+def best_on_validation(rows: list[dict], select: str = "auprc") -> dict:
+    """The row with the highest mean validation ``select``; ties go to the other of AUROC/AUPRC, then to the smaller
+    model. The one selection rule of the paper's table and of ``medtl search``: test metrics are never looked at."""
+    other = "auroc" if select == "auprc" else "auprc"
+    return max(rows, key=lambda r: (r[f"val_{select}_mean"], r[f"val_{other}_mean"], -r["parameters"]))
 
 
 def paper_rows(rows: list[dict], select: str = "auprc") -> list[dict]:
@@ -37,11 +46,6 @@ def paper_rows(rows: list[dict], select: str = "auprc") -> list[dict]:
     block-level configuration ("-1") and its best over every cut in the grid ("-2", the layer-level search, only
     when the grid has layer-level cuts). "Best" is the highest mean *validation* ``select`` (ties: the other of
     AUROC/AUPRC); the test metrics are never looked at."""
-    other = "auroc" if select == "auprc" else "auprc"
-
-    def best(candidates: list[dict]) -> dict:
-        return max(candidates, key=lambda r: (r[f"val_{select}_mean"], r[f"val_{other}_mean"]))
-
     table = []
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         own = [r for r in rows if r["strategy"] == strategy]
@@ -51,9 +55,9 @@ def paper_rows(rows: list[dict], select: str = "auprc") -> list[dict]:
             continue
         blocks = [r for r in own if r["level"] == "block"]
         if blocks:
-            table.append({"method": f"{name}-1", **best(blocks)})
+            table.append({"method": f"{name}-1", **best_on_validation(blocks, select)})
         if any(r["level"] != "block" for r in own):
-            table.append({"method": f"{name}-2", **best(own)})
+            table.append({"method": f"{name}-2", **best_on_validation(own, select)})
     return table
 
 
