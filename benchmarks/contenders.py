@@ -1,8 +1,9 @@
 """The three ways of training one model for one epoch that the throughput benchmark compares.
 
-- ``MedtlEpoch``: the real ``medtl.training.Trainer.fit`` (one epoch per call: batched augmentation, the step,
-  validation, metrics, checkpoint). Its validation and checkpoint time are measured by wrapping the loop's calls to
-  ``predict``/``classification_metrics`` and ``atomic_torch_save``, so the training part can be reported alone.
+- ``MedtlEpoch``: the real ``medtl.training.Trainer.fit`` (``EPOCHS`` epochs per call: batched augmentation, the
+  step, validation, metrics, and the checkpoint a run of that length writes: one, at its end). Its validation and
+  checkpoint time are measured by wrapping the loop's ``predict``/``classification_metrics`` and ``Trainer.save``,
+  so the training part can be reported alone.
 - ``BareEpoch``: the ceiling: forward + loss + backward + optimizer step over pre-staged, pre-normalised tensors
   with the same batch sizes, model settings (memory format, precision) and optimizer.
 - ``ConventionalEpoch``: what the paper's code and MedMNIST's experiment scripts do: a Dataset of PIL images with
@@ -21,18 +22,18 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
 
-from medtl.api import make_strategy
+from medtl.resolve import make_strategy
 from medtl.config import TrainConfig
 from medtl.data import ImageDataset, Preprocess, Split
 from medtl.evaluation import classification_metrics
 from medtl.model import Classifier
+from medtl.rundir import RunDir
 from medtl.training import Trainer, loop
 from medtl.training.device import autocast
 
@@ -42,8 +43,9 @@ SPENT: dict[str, float] = defaultdict(float)  # seconds inside the loop's wrappe
 @contextmanager
 def phase_timers():
     """Time the training loop's validation and checkpoint calls (restored on exit)."""
-    wrapped = {"predict": "validation", "classification_metrics": "validation", "atomic_torch_save": "checkpoint"}
-    originals = {name: getattr(loop, name) for name in wrapped}
+    wrapped = {(loop, "predict"): "validation", (loop, "classification_metrics"): "validation",
+               (loop.Trainer, "save"): "checkpoint"}
+    originals = {key: getattr(*key) for key in wrapped}
 
     def timed(fn: Callable, phase: str) -> Callable:
         def call(*args, **kwargs):
@@ -54,13 +56,13 @@ def phase_timers():
                 SPENT[phase] += time.perf_counter() - start
         return call
 
-    for name, phase in wrapped.items():
-        setattr(loop, name, timed(originals[name], phase))
+    for (owner, name), phase in wrapped.items():
+        setattr(owner, name, timed(originals[owner, name], phase))
     try:
         yield
     finally:
-        for name, fn in originals.items():
-            setattr(loop, name, fn)
+        for (owner, name), fn in originals.items():
+            setattr(owner, name, fn)
 
 
 def shrink(data: ImageDataset, n_train: int | None, seed: int = 0) -> ImageDataset:
@@ -95,21 +97,23 @@ def grey_stats(model: Classifier, channels: int) -> tuple[tuple[float, ...], tup
 
 
 class MedtlEpoch:
+    EPOCHS = 5  # per call; a default run (30 epochs, under a minute) writes one checkpoint, at its end
+
     def __init__(self, cfg: TrainConfig, data: ImageDataset, model: Classifier):
-        self.cfg = replace(cfg, epochs=1)
+        self.cfg = replace(cfg, epochs=self.EPOCHS)
         self.data, self.model = data, model
         self.strategy = make_strategy(self.cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.run_dir = Path(tempfile.mkdtemp(prefix="medtl-bench-"))
+        self.run = RunDir(tempfile.mkdtemp(prefix="medtl-bench-"))
 
     def __call__(self) -> tuple[float, float, dict]:
         SPENT.clear()
         trainer = Trainer(self.cfg, torch.device("cpu"), verbose=False)
         with phase_timers():
             start = time.perf_counter()
-            trainer.fit(self.model, self.strategy, self.data, self.run_dir, self.generator)
+            trainer.fit(self.model, self.strategy, self.data, self.run, self.generator)
             seconds = time.perf_counter() - start
-        return len(self.data.train), seconds, {"validation_s": SPENT["validation"], "checkpoint_s": SPENT["checkpoint"]}
+        return self.EPOCHS * len(self.data.train), seconds, {"validation_s": SPENT["validation"], "checkpoint_s": SPENT["checkpoint"]}
 
 
 class BareEpoch:

@@ -52,7 +52,7 @@ def main(argv: list[str]) -> None:
     from scipy.stats import spearmanr
 
     from medtl.analysis.autocut import estimate_cut
-    from medtl.api import load_data, model_weights
+    from medtl.resolve import load_data, model_weights
     from medtl.backbones import backbone_cuts, create_backbone
     from medtl.compare.summary import COSTS, summarise
     from medtl.config import TrainConfig

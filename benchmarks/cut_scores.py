@@ -61,7 +61,7 @@ def main(dirs: list[str]) -> None:
     from sklearn.preprocessing import StandardScaler
 
     from medtl.analysis.autocut import pooled_features, probe_predictions, score
-    from medtl.api import load_data, model_weights
+    from medtl.resolve import load_data, model_weights
     from medtl.config import TrainConfig
 
     torch.set_num_threads(1)

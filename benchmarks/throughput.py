@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from benchmarks.common import interleave, ratio
 from benchmarks.contenders import BareEpoch, ConventionalEpoch, MedtlEpoch, fresh_models, shrink
-from medtl.api import make_strategy
+from medtl.resolve import make_strategy
 from medtl.config import TrainConfig
 from medtl.data import ImageDataset
 

@@ -6,23 +6,39 @@ Flat public API::
     import medtl
     result = medtl.train(data="breastmnist", backbone="efficientnet_lite0", strategy="truncated", cut="blocks.4")
     model = medtl.load_model(result.run_dir)
+
+Names are imported on first use (PEP 562), so ``import medtl`` and ``medtl --help`` do not load torch.
 """
-from .api import RunResult, cuts, evaluate, train
-from .artifacts import load_model, save_model
-from .backbones import BACKBONES, backbone_cuts, create_backbone, list_backbones, register_backbone
-from .config import TrainConfig
-from .data import ImageDataset, Preprocess, load_dataset
-from .errors import ConfigError, DataError, MedtlError, WeightsUnavailableError
-from .evaluation import classification_metrics, count_macs, count_parameters
-from .model import Classifier, Head, ModelSpec, build_classifier
-from .strategies import STRATEGIES, Strategy, get_strategy
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BACKBONES", "Classifier", "ConfigError", "DataError", "Head", "ImageDataset", "MedtlError", "ModelSpec",
-    "Preprocess", "RunResult", "STRATEGIES", "Strategy", "TrainConfig", "WeightsUnavailableError", "backbone_cuts",
-    "build_classifier", "classification_metrics", "count_macs", "count_parameters", "create_backbone", "cuts",
-    "evaluate", "get_strategy", "list_backbones", "load_dataset", "load_model", "register_backbone", "save_model",
-    "train",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "RunResult": "api", "cuts": "api", "evaluate": "api", "resume": "api", "train": "api",
+    "load_model": "artifacts", "save_model": "artifacts",
+    "BACKBONES": "backbones", "backbone_cuts": "backbones", "create_backbone": "backbones",
+    "list_backbones": "backbones", "register_backbone": "backbones",
+    "TrainConfig": "config",
+    "ImageDataset": "data", "Preprocess": "data", "load_dataset": "data",
+    "ConfigError": "errors", "DataError": "errors", "MedtlError": "errors", "WeightsUnavailableError": "errors",
+    "classification_metrics": "evaluation", "count_macs": "evaluation", "count_parameters": "evaluation",
+    "Classifier": "model", "Head": "model", "ModelSpec": "model", "build_classifier": "model",
+    "RunDir": "rundir",
+    "STRATEGIES": "strategies", "Strategy": "strategies", "get_strategy": "strategies",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'medtl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -11,11 +11,8 @@ import json
 import os
 import re
 import tempfile
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 
-import torch
 
 from .errors import ConfigError
 from .model import Classifier, ModelSpec, rebuild
@@ -25,16 +22,37 @@ MODEL_SPEC = "model.json"
 PARTIAL_WRITE = re.compile(r"\.[^/]+\.[a-z0-9_]{8}")  # tempfile.mkstemp(prefix=".<name>.") in atomic_write
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once: os.umask can only be read by setting it
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` so that a reader (or a crash) never sees a half-written file."""
+    """Write ``data`` to ``path`` so that a reader (or a crash) never sees a half-written file.
+
+    Text is UTF-8, with file names that are not valid UTF-8 kept as backslash escapes rather than failing the write.
+    The file gets the permissions of any other file the user creates (``0666 & ~umask``; mkstemp's are 0600). A
+    full disk or a read-only directory is a ConfigError naming the file; the previous version of it stays intact."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as e:
+        raise ConfigError(f"cannot write {path}: {e.strerror}.") from e
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            f.write(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {e.strerror}; free space or choose another --out (files already "
+                          "written, the last good checkpoint included, are intact).") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -47,14 +65,8 @@ def remove_partial_writes(directory: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def atomic_torch_save(obj, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write(path, buffer.getvalue())
-
-
 def write_json(path: Path, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=2) + "\n")
+    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -64,44 +76,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     atomic_write(path, buffer.getvalue())
-
-
-LOCK = ".lock"
-
-
-@contextmanager
-def run_lock(run_dir: Path):
-    """Hold an exclusive lock on ``run_dir`` while one process trains there, so that a second ``--resume`` of the
-    same run, or a second grid (``medtl compare``/``search`` started twice, or a sweep across machines sharing the
-    directory) fails at once instead of two processes writing the same checkpoint. The lock is the operating
-    system's (``flock``): it is released when the process ends, however it ends, so it never goes stale."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; one process per run is then the user's to keep
-        yield
-        return
-    with open(run_dir / LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"{run_dir} is being trained by another process right now; wait for it to finish "
-                              f"(or stop it) before training or resuming this run.") from None
-        yield
-
-
-def new_run_dir(out: str | Path, name: str) -> Path:
-    """A fresh directory ``out/<timestamp>-<name>``; never reuses one (safe with concurrent runs)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
-    for i in range(1000):
-        path = out / (stem if i == 0 else f"{stem}-{i}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise ConfigError(f"could not create a new run directory under {out}.")
 
 
 def save_model(model: Classifier, directory: Path) -> None:
@@ -121,9 +95,10 @@ def load_model(directory: str | Path) -> Classifier:
         if not (directory / name).is_file():
             raise ConfigError(f"{directory} is not a medtl run or model directory: {name} is missing.")
     try:
-        spec = ModelSpec(**json.loads((directory / MODEL_SPEC).read_text()))
-    except (ValueError, TypeError) as e:  # bad JSON, a non-object, unknown or missing keys
+        values = json.loads((directory / MODEL_SPEC).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"{directory / MODEL_SPEC} is not a valid medtl model description ({e}).") from e
+    spec = ModelSpec.from_dict(values, str(directory / MODEL_SPEC))
     model = rebuild(spec)
     try:
         model.load_state_dict(load_file(str(directory / MODEL_WEIGHTS)), strict=True)

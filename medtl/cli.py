@@ -1,49 +1,28 @@
-"""``medtl`` command line: ``train``, ``compare``, ``search``, ``analyze``, ``evaluate``, ``cuts``, ``backbones``, ``strategies``.
+"""``medtl`` command line: ``train``, ``compare``, ``search``, ``analyze``, ``evaluate``, ``cuts``, ``backbones``,
+``strategies``.
 
-Every ``train`` flag is a :class:`~medtl.config.TrainConfig` field (``--image-size`` = ``image_size:`` in YAML).
-Bad input exits with status 2 and a one-paragraph message, never a traceback.
+Every ``train`` flag is a :class:`~medtl.config.TrainConfig` field (``--image-size`` = ``image_size:`` in YAML), with
+its help and allowed values from the field's metadata. Bad input exits with status 2 and a one-paragraph message,
+never a traceback. Only this module and ``config`` are imported for ``--help``; the rest loads when a command runs.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
 import typing
 import warnings
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import TrainConfig, grid_refused, read_yaml
 from .errors import ConfigError, MedtlError, MedtlWarning
 
-_HELP = {
-    "data": "MedMNIST name (breastmnist, pneumoniamnist_64, ...), an ImageFolder directory, a CSV manifest or an .npz",
-    "data_root": "directory holding MedMNIST .npz files",
-    "split": "train,val,test fractions for data without given splits",
-    "backbone": "backbone name (see `medtl backbones`)",
-    "weights": "imagenet, none, or a weights file (.safetensors / tensors-only .pth)",
-    "strategy": "transfer strategy (see `medtl strategies`)",
-    "cut": "cut point: the last kept layer (see `medtl cuts`), or auto (estimated from one forward pass of the "
-           "pretrained backbone; see README 'Choosing the cut'); default: the backbone's mid-level default",
-    "freeze_to": "lwft: last frozen cut",
-    "slim_from": "transfusion: last pretrained cut; every later block is thinner and re-initialised",
-    "shrink": "transfusion: channel divisor for the blocks after --slim-from (default 2)",
-    "probe_epochs": "lp-ft: epochs of linear probing before everything is fine-tuned (default 5)",
-    "resplit": "pool train, val and test and draw a new stratified split (--split fractions) with this seed",
-    "cache_mb": "memory bound (MiB) for caching the output of frozen layers; 0 turns the cache off",
-    "head": "avg (global average pooling + linear) or flatten (flatten + linear)",
-    "image_size": "model input size in pixels",
-    "select": "validation metric used to pick the epoch: auroc, auprc or loss",
-    "patience": "early stopping: epochs without validation improvement (0: off)",
-    "out": "directory that receives run directories",
-    "precision": "fp32, bf16 (autocast; on CPU it pays for ResNets, not EfficientNet-Lite) or fp16 (CUDA only, "
-                 "with loss scaling)",
-    "compile": "torch.compile the model (pays only for long runs; see benchmarks/README.md)",
-    "cudnn_benchmark": "let cuDNN pick the fastest kernels (GPU; faster, not bit-repeatable)",
-    "threads": "CPU threads (default: one per core; on a busy machine 1 can be several times faster)",
-    "skip_bad_images": "leave unreadable image files out (listed in the run's skipped_files.txt) instead of failing",
-    "trust_pickle": "let --weights FILE be a pickle checkpoint: loading it can run code, so only for files you trust "
-                    "(never read from a config file)",
-}
+# What a grid uses instead of the train options it sets itself.
+GRID_INSTEAD = {"strategy": "--strategies", "cut": "--cuts", "seed": "--seeds", "resplit": "--resplits",
+                "freeze_to": "--cuts (the cut axis sets it)", "slim_from": "--cuts (the cut axis sets it)",
+                "name": "nothing (grid runs are named by their configuration)"}
 
 
 def _parse_floats(text: str) -> list[float]:
@@ -53,13 +32,19 @@ def _parse_floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, grid: bool = False, skip: tuple[str, ...] = ()) -> None:
+    """One flag per config field; for a grid, the options it sets itself are parsed (to be refused with a message
+    that says what to use instead) but not shown."""
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         hint = hints[f.name]
-        kwargs: dict = {"default": argparse.SUPPRESS, "help": f"{_HELP.get(f.name, '')} (default: {default})".lstrip()}
+        shown = f"{f.metadata['help']} (default: {default})"
+        kwargs: dict = {"default": argparse.SUPPRESS,
+                        "help": argparse.SUPPRESS if grid and not f.metadata["grid"] else shown}
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif "list" in str(hint):
@@ -76,16 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train one model (no arguments: the built-in BreastMNIST demo)")
     train.add_argument("--config", type=Path, help="YAML file of options (flags override it)")
-    train.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run directory")
+    train.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run directory (with "
+                       "--epochs N: extend it; only --epochs, --patience and run options such as --threads may be given)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_flags(train)
 
-    ev = sub.add_parser("evaluate", help="score a saved run on a data set")
+    ev = sub.add_parser("evaluate", help="score a saved run: its own test images, or another data set")
     ev.add_argument("run", type=Path, help="run directory (holding model.safetensors and model.json)")
-    ev.add_argument("--data", help="data set (default: the one it was trained on)")
+    ev.add_argument("--data", help="data set (default: exactly the images the run was trained and tested on)")
     ev.add_argument("--data-root")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--out", type=Path, help="write predictions and metrics here")
+    ev.add_argument("--threads", type=int, help="CPU threads (default: one per core)")
 
     cuts = sub.add_parser("cuts", help="list a backbone's cut points with shapes, parameters and MACs")
     cuts.add_argument("--backbone", required=True)
@@ -100,19 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--strategies", default="full,linear,lwft,transfusion,truncated,scratch,llrd,lp-ft",
                          help="comma-separated strategies (default: all)")
     compare.add_argument("--cuts", default="block", help="the cut axis of truncated/lwft/transfusion: block, layer, "
-                         "all, auto (the one-pass estimate's pick; also what --cut auto means here), or CUT,CUT,... "
-                         "(default: block)")
+                         "all, auto (the one-pass estimate's pick), or CUT,CUT,... (default: block)")
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     compare.add_argument("--resplits", type=int, metavar="K", help="instead of seeds: K repeats, each on its own "
                          "stratified split of train+val+test pooled (the paper's three splits)")
     compare.add_argument("--select-by", default="auprc", choices=("auroc", "auprc"),
                          help="validation metric that picks the -1/-2 rows (default: auprc)")
     compare.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
-    compare.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes "
-                         "(default 1; without --threads each gets cores/workers threads)")
-    compare.add_argument("--config", type=Path, help="YAML file of training options (flags override it)")
-    compare.add_argument("--verbose", action="store_true", help="progress bars of every run")
-    _add_config_flags(compare)
+    _add_grid_flags(compare)
 
     search = sub.add_parser("search", help="the paper's two-stage search for the cut: TruncatedTL at every block "
                             "boundary, then at every layer inside the best block (resumable)")
@@ -120,9 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--select-by", default="auprc", choices=("auroc", "auprc"),
                         help="validation metric that picks the cut (default: auprc)")
     search.add_argument("--next-block", action="store_true", help="stage 2 also searches inside the next block")
-    search.add_argument("--config", type=Path, help="YAML file of training options (flags override it)")
-    search.add_argument("--verbose", action="store_true", help="progress bars of every run")
-    _add_config_flags(search)
+    search.add_argument("--cut", choices=("auto",), help="auto: the one-pass estimate replaces stage 1")
+    _add_grid_flags(search, skip=("cut",))
 
     analyze = sub.add_parser("analyze", help="analyse a trained run").add_subparsers(dest="analysis", required=True)
     reuse = analyze.add_parser("reuse", help="SVCCA and linear CKA of pretrained vs fine-tuned features at every cut "
@@ -140,47 +121,77 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> None:
-    from .api import summary, train
+def _add_grid_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    parser.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes "
+                        "(default 1; without --threads each gets cores/workers threads)")
+    parser.add_argument("--config", type=Path, help="YAML file of training options (flags override it)")
+    parser.add_argument("--verbose", action="store_true", help="progress bars of every run")
+    _add_config_flags(parser, grid=True, skip=skip)
 
-    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+
+def _options(args: argparse.Namespace) -> dict:
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+
+
+def _config(args: argparse.Namespace, options: dict) -> TrainConfig:
+    return TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .api import resume, train
+    from .experiment import summary
+
+    options = _options(args)
     if args.resume:
-        result = train(resume=args.resume, verbose=not args.quiet)
+        if args.config:
+            raise ConfigError("--resume continues a run with its own config.yaml; drop --config.")
+        result = resume(args.resume, verbose=not args.quiet, **options)
     else:
-        cfg = TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
-        result = train(cfg, verbose=not args.quiet)
+        result = train(_config(args, options), verbose=not args.quiet)
     if args.quiet:  # verbose runs print this themselves
         print(f"{result.run_dir}\n{summary(result.metrics)}")
+
+
+def _grid_config(args: argparse.Namespace, command: str, default_out: str, allowed_cut: bool) -> tuple[TrainConfig, str]:
+    """The grid's base config from ``--config`` and flags, refusing the options the grid sets itself."""
+    options = _options(args)
+    out = options.pop("out", default_out)
+    cfg = _config(args, options)
+    given = dict(options)
+    if args.config:  # a study.yaml written for `medtl train` may name these: a grid must still refuse them
+        given.update({str(k).replace("-", "_"): v for k, v in read_yaml(args.config).items()})
+    auto = given.get("cut") == "auto" and allowed_cut
+    refused = [k for k in grid_refused(given) if not (k == "cut" and auto)]
+    if refused:
+        raise ConfigError(f"medtl {command} sets {', '.join('--' + k.replace('_', '-') for k in refused)} for each "
+                          f"run itself; use {'; '.join(f'--{k.replace(chr(95), chr(45))}: {GRID_INSTEAD[k]}' for k in refused)}.")
+    return cfg, out
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated whole numbers, got {text!r}.") from None
 
 
 def _compare(args: argparse.Namespace) -> None:
     from .compare import compare
 
-    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    out = options.pop("out", "runs/compare")
-    cfg = TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")] if args.resplits is None else []
-    except ValueError:
-        raise ConfigError(f"--seeds takes comma-separated whole numbers, got {args.seeds!r}.") from None
-    result = compare(cfg, [s.strip() for s in args.strategies.split(",")], cuts=args.cuts, seeds=seeds,
-                     resplits=args.resplits, out=out, select=args.select_by, plots=not args.no_plots,
-                     workers=args.workers, verbose=args.verbose)
+    cfg, out = _grid_config(args, "compare", "runs/compare", allowed_cut=True)
+    cuts = "auto" if cfg.cut == "auto" else args.cuts
+    result = compare(replace(cfg, cut=None), [s.strip() for s in args.strategies.split(",")], cuts=cuts,
+                     seeds=_seeds(args.seeds) if args.resplits is None else [], resplits=args.resplits, out=out,
+                     select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose)
     print("\n".join(str(f) for f in result.files))
 
 
 def _search(args: argparse.Namespace) -> None:
     from .search import search
 
-    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    out = options.pop("out", "runs/search")
-    cfg = TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        raise ConfigError(f"--seeds takes comma-separated whole numbers, got {args.seeds!r}.") from None
-    result = search(cfg, seeds=seeds, select=args.select_by, next_block=args.next_block, out=out,
-                    verbose=args.verbose)
+    cfg, out = _grid_config(args, "search", "runs/search", allowed_cut=True)
+    result = search(cfg, seeds=_seeds(args.seeds), select=args.select_by, next_block=args.next_block,
+                    auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose)
     print(result.table())
     print("\n".join(str(f) for f in result.files))
 
@@ -194,25 +205,36 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    import torch
+
     from .api import evaluate
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
+        torch.set_num_threads(args.threads)
     metrics = evaluate(args.run, args.data, data_root=args.data_root, split=args.split, out=args.out)
     print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
 def _cuts(args: argparse.Namespace) -> None:
     from .api import cuts
+    from .backbones import get_spec
 
+    default = get_spec(args.backbone).default_cut
     rows = [r for r in cuts(args.backbone, args.num_classes, args.image_size, args.in_chans, args.head)
             if args.level is None or r["level"] == args.level]
     print(f"{args.backbone}: {args.num_classes} classes, {args.in_chans}x{args.image_size}x{args.image_size} input, "
-          f"{args.head} head")
+          f"{args.head} head; * = the default cut of --strategy truncated")
     print(f"{'cut':<28}{'level':<7}{'feature shape':>16}{'parameters':>14}{'MACs':>10}")
     for r in rows:
-        print(f"{r['cut']:<28}{r['level']:<7}{r['feature_shape']:>16}{r['parameters']:>14,}{r['macs'] / 1e9:>9.3f}G")
+        name = f"{r['cut']} *" if r["cut"] == default else r["cut"]
+        print(f"{name:<28}{r['level']:<7}{r['feature_shape']:>16}{r['parameters']:>14,}{r['macs'] / 1e9:>9.3f}G")
 
 
 def _list(args: argparse.Namespace) -> None:
+    import textwrap
+
     if args.command == "backbones":
         from .backbones import BACKBONES
 
@@ -222,8 +244,13 @@ def _list(args: argparse.Namespace) -> None:
     else:
         from .strategies import STRATEGIES
 
-        for name, factory in STRATEGIES.items():
-            print(f"{name:<12}{(factory.__doc__ or '').strip().splitlines()[0]}")
+        for name, entry in STRATEGIES.items():
+            options = ", ".join("--" + p.replace("_", "-") for p in entry.params)
+            text = f"{entry.summary}" + (f" Options: {options}." if options else "")
+            lines = textwrap.wrap(text, 100 - 18)
+            print(f"{name:<12}{entry.label:<6}{lines[0]}")
+            for line in lines[1:]:
+                print(" " * 18 + line)
 
 
 def _show_warning(default: typing.Callable) -> typing.Callable:
@@ -238,13 +265,36 @@ def _show_warning(default: typing.Callable) -> typing.Callable:
     return show
 
 
+def _interrupted(command: str, error: KeyboardInterrupt) -> str:
+    """What to do after an interruption: resume the run (once one exists), or re-run the grid command."""
+    run = getattr(error, "run", None)
+    if command in ("compare", "search"):
+        return (f"medtl: interrupted; run the same `medtl {command}` command again: finished runs are kept and "
+                "interrupted ones resume from their checkpoints.")
+    if run is not None:
+        return f"medtl: interrupted; continue with `medtl train --resume {run}`."
+    return "medtl: interrupted before a run directory was created; nothing to resume."
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # the same orderly stop as Ctrl-C (training checkpoints first)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "train"
     if args.command is None:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list}
+    handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "evaluate": _evaluate,
+                "cuts": _cuts, "backbones": _list, "strategies": _list}
+    logger = logging.getLogger("medtl")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", MedtlWarning)
@@ -253,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     except MedtlError as e:
         print(f"medtl: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("medtl: interrupted; continue with `medtl train --resume RUN`.", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(_interrupted(command, e), file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

@@ -1,9 +1,17 @@
 """Run configuration: one dataclass whose field names are the command-line flags and the YAML keys.
 
+Each field carries its metadata in one place (:func:`option`): help text, allowed values or range, whether it changes
+what a run learns (``run_only`` options do not, so they are left out of a grid run's identity and may change on
+``--resume``), whether it is saved to ``config.yaml``, and whether ``medtl compare``/``search`` accept it (a grid sets
+``strategy``, ``cut`` and ``seed`` itself). The command line, validation, grid identity and the saved file all read it.
+
 Precedence: defaults < ``--config FILE`` (YAML) < flags given on the command line.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -13,86 +21,139 @@ import yaml
 
 from .errors import ConfigError, unknown
 
+MAX_IMAGE_SIZE = 2048  # 2D: 2048² float images are 16 MB each; larger inputs are a typo, not a study
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def option(default: Any = None, help: str = "", *, choices: tuple = (), low: float | None = None,
+           high: float | None = None, low_open: bool = False, high_open: bool = False, run_only: bool = False,
+           persist: bool = True, grid: bool = True, resume: bool = False, factory: Any = None):
+    """A :class:`TrainConfig` field with its metadata.
+
+    Args:
+        choices: the allowed values.
+        low, high: the allowed range (inclusive unless ``low_open``/``high_open``); numbers must also be finite.
+        run_only: does not change what the run learns (threads, output place, speed switches).
+        persist: saved to ``config.yaml`` (``trust_pickle`` is not: a file must never make medtl run code).
+        grid: ``medtl compare``/``search`` accept it (they set the strategy, cut, seed and name themselves).
+        resume: may be given again with ``--resume`` (``epochs`` extends a run; run-only options always may).
+    """
+    meta = dict(help=help, choices=choices, low=low, high=high, low_open=low_open, high_open=high_open,
+                run_only=run_only, persist=persist, grid=grid, resume=resume or run_only)
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
 
 @dataclass
 class TrainConfig:
     """Everything a training run depends on (saved as ``config.yaml`` in the run directory)."""
 
     # data
-    data: str = "breastmnist"
-    data_root: str | None = None
-    split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
-    resplit: int | None = None
-    skip_bad_images: bool = False
+    data: str = option("breastmnist", "MedMNIST name (breastmnist, pneumoniamnist_64, ...), an ImageFolder "
+                       "directory, a CSV manifest or an .npz")
+    data_root: str | None = option(None, "directory holding MedMNIST .npz files")
+    split: list[float] = option(help="train,val,test fractions for data without given splits",
+                                factory=lambda: [0.7, 0.1, 0.2], low=0.0, high=1.0)
+    resplit: int | None = option(None, "pool train, val and test and draw a new stratified split (--split fractions) "
+                                 "with this seed", low=0, high=MAX_SEED, grid=False)
+    skip_bad_images: bool = option(False, "leave unreadable image files out (listed in the run's skipped_files.txt) "
+                                   "instead of failing")
     # model
-    backbone: str = "efficientnet_lite0"
-    weights: str = "imagenet"
-    trust_pickle: bool = False  # given per command only: never read from, or saved to, a config file
-    strategy: str = "truncated"
-    cut: str | None = None
-    freeze_to: str | None = None
-    pretrained_lr_scale: float | None = None
-    layer_decay: float | None = None
-    slim_from: str | None = None
-    shrink: int | None = None
-    probe_epochs: int | None = None
-    head: str = "avg"
-    image_size: int = 64
+    backbone: str = option("efficientnet_lite0", "backbone name (see `medtl backbones`)")
+    weights: str = option("imagenet", "imagenet, none, or a weights file (.safetensors / tensors-only .pth)")
+    trust_pickle: bool = option(False, "let --weights FILE be a pickle checkpoint: loading it can run code, so only "
+                                "for files you trust (never read from a config file)", persist=False, run_only=True)
+    strategy: str = option("truncated", "transfer strategy (see `medtl strategies`)", grid=False)
+    cut: str | None = option(None, "cut point: the last kept layer (see `medtl cuts`), or auto (estimated from one "
+                             "forward pass of the pretrained backbone; see README 'Choosing the cut'); default: the "
+                             "backbone's mid-level default", grid=False)
+    freeze_to: str | None = option(None, "lwft: last frozen cut", grid=False)
+    pretrained_lr_scale: float | None = option(None, "lwft: learning-rate multiplier of the trainable pretrained "
+                                               "layers (default 1)", low=0.0, low_open=True)
+    layer_decay: float | None = option(None, "llrd: learning-rate decay per unit, from the top (default 0.7)",
+                                       low=0.0, high=1.0, low_open=True)
+    slim_from: str | None = option(None, "transfusion: last pretrained cut; every later block is thinner and "
+                                   "re-initialised", grid=False)
+    shrink: int | None = option(None, "transfusion: channel divisor for the blocks after --slim-from (default 2)",
+                                low=1, high=64)
+    probe_epochs: int | None = option(None, "lp-ft: epochs of linear probing before everything is fine-tuned "
+                                      "(default 5)", low=1)
+    head: str = option("avg", "avg (global average pooling + linear) or flatten (flatten + linear)",
+                       choices=("avg", "flatten"))
+    image_size: int = option(64, "model input size in pixels", low=1, high=MAX_IMAGE_SIZE)
     # optimisation
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    warmup_epochs: int = 1
-    class_weights: bool = False
-    label_smoothing: float = 0.0
-    augment: bool = True
-    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
-    select: str = "auroc"
-    patience: int = 10
+    epochs: int = option(30, "training epochs (with --resume: extend a run to this many)", low=1, high=100_000,
+                         resume=True)
+    batch_size: int = option(64, "images per training batch (at least 2: BatchNorm)", low=2, high=65_536)
+    lr: float = option(1e-3, "peak learning rate", low=0.0, high=10.0, low_open=True)
+    weight_decay: float = option(1e-4, "weight decay", low=0.0, high=1.0)
+    optimizer: str = option("adamw", "adamw, adam or sgd (Nesterov momentum 0.9)", choices=("adamw", "adam", "sgd"))
+    schedule: str = option("cosine", "cosine (with warm-up), plateau (the paper's reduce-on-plateau) or constant",
+                           choices=("cosine", "plateau", "constant"))
+    warmup_epochs: int = option(1, "linear warm-up epochs of the cosine schedule", low=0, high=100_000)
+    class_weights: bool = option(False, "weight the loss by inverse training class frequency")
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", low=0.0, high=1.0, high_open=True)
+    augment: bool = option(True, "random resized crop + horizontal flip on the training batches")
+    crop_scale: list[float] = option(help="random resized crop: min,max fraction of the image area",
+                                     factory=lambda: [0.5, 1.0], low=0.0, high=1.0, low_open=True)
+    select: str = option("auroc", "validation metric used to pick the epoch: auroc, auprc or loss",
+                         choices=("auroc", "auprc", "loss"))
+    patience: int = option(10, "early stopping: epochs without validation improvement (0: off)", low=0,
+                           high=100_000, resume=True)
     # run
-    seed: int = 0
-    out: str = "runs"
-    name: str | None = None
-    device: str = "auto"
-    channels_last: bool = True
-    threads: int | None = None
-    precision: str = "fp32"
-    compile: bool = False
-    cudnn_benchmark: bool = False
-    cache_mb: float = 2048
+    seed: int = option(0, "random seed (splits drawn by medtl, initialisation, batches, augmentation)", low=0,
+                       high=MAX_SEED, grid=False)
+    out: str = option("runs", "directory that receives run directories", run_only=True)
+    name: str | None = option(None, "run directory name (default: timestamp, data, backbone, strategy, cut, seed)",
+                              run_only=True, grid=False)
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", run_only=True)
+    channels_last: bool = option(True, "channels_last memory format (faster convolutions on CPU and GPU)",
+                                 run_only=True)
+    threads: int | None = option(None, "CPU threads (default: one per core; on a busy machine 1 can be several times "
+                                 "faster)", low=1, high=1024, run_only=True)
+    precision: str = option("fp32", "fp32, bf16 (autocast; on CPU it pays for ResNets, not EfficientNet-Lite) or "
+                            "fp16 (CUDA only, with loss scaling)", choices=("fp32", "bf16", "fp16"))
+    compile: bool = option(False, "torch.compile the model (pays only for long runs; see benchmarks/README.md)",
+                           run_only=True)
+    cudnn_benchmark: bool = option(False, "let cuDNN pick the fastest kernels (GPU; faster, not bit-repeatable)",
+                                   run_only=True)
+    cache_mb: float = option(2048, "memory bound (MiB) for caching the output of frozen layers; 0 turns the cache "
+                             "off", low=0.0, run_only=True)
+    checkpoint_every: float = option(60.0, "seconds between checkpoints (one is also written at the end and when "
+                                     "interrupted with Ctrl-C or SIGTERM); 0: after every epoch", low=0.0,
+                                     run_only=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def save(self, path: Path) -> None:
-        values = {k: v for k, v in self.to_dict().items() if k != "trust_pickle"}
-        path.write_text(yaml.safe_dump(values, sort_keys=False))
+    def identity(self) -> dict:
+        """The options that change what a run learns: a grid run's name and a checkpoint's fingerprint."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata["run_only"]}
+
+    def fingerprint(self) -> str:
+        return hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        """The saved form (``config.yaml``): every persisted option."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["persist"]}
+        return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
         names = [f.name for f in fields(cls)]
         for key in values:
-            if key.replace("-", "_") not in names:
-                raise unknown(f"key in {source}:", key, names)
+            if str(key).replace("-", "_") not in names:
+                raise unknown(f"key in {source}:", str(key), names)
         hints = typing.get_type_hints(cls)
-        values = {k.replace("-", "_"): v for k, v in values.items()}
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
         return cls(**{k: _coerce(k, v, hints[k], source) for k, v in values.items()})
 
     @classmethod
     def load(cls, path: str | Path, **overrides) -> "TrainConfig":
         """Defaults, then the YAML file, then ``overrides`` (``None`` values do not override)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist.")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from e
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path} must hold a mapping of option: value.")
+        values = read_yaml(Path(path))
         if any(str(k).replace("-", "_") == "trust_pickle" and v for k, v in values.items()):
             raise ConfigError(f"{path}: trust_pickle cannot be set in a config file (a file must never make medtl run "
                               "code); pass --trust-pickle on the command line if you trust the weights file.")
@@ -100,26 +161,80 @@ class TrainConfig:
         return cls.from_dict(values, str(path))
 
     def validate(self) -> "TrainConfig":
-        checks = {
-            "optimizer": ("adam", "adamw", "sgd"),
-            "schedule": ("cosine", "plateau", "constant"),
-            "select": ("auroc", "auprc", "loss"),
-            "head": ("avg", "flatten"),
-            "precision": ("fp32", "bf16", "fp16"),
-        }
-        for key, valid in checks.items():
-            if getattr(self, key) not in valid:
-                raise unknown(key, getattr(self, key), list(valid))
-        for key in ("epochs", "batch_size", "image_size"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"{key} must be a positive integer, got {getattr(self, key)!r}.")
-        if self.batch_size < 2:
-            raise ConfigError("batch_size must be at least 2: BatchNorm cannot train on batches of one image.")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}.")
-        if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or min(self.split) < 0:
-            raise ConfigError(f"split must be three fractions train,val,test summing to 1, got {self.split}.")
+        """Every value within its field's choices and range, before anything is loaded or created."""
+        for f in fields(self):
+            check_value(f.name, getattr(self, f.name), f.metadata)
+        if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or self.split[0] <= 0:
+            raise ConfigError(f"split must be three fractions train,val,test (train > 0) summing to 1, got "
+                              f"{self.split}.")
+        if len(self.crop_scale) != 2 or self.crop_scale[0] > self.crop_scale[1]:
+            raise ConfigError(f"crop_scale must be two fractions min,max with 0 < min <= max <= 1, got "
+                              f"{self.crop_scale}.")
+        if self.name is not None and (not self.name or any(c in self.name for c in "/\\\0") or self.name in
+                                      (".", "..")):
+            raise ConfigError(f"name {self.name!r} must be a plain directory name (no '/' or '\\'); the run goes "
+                              "under --out.")
         return self
+
+
+def check_value(name: str, value: Any, meta: dict) -> None:
+    """``value`` within the choices and range of field ``name`` (lists are checked item by item)."""
+    if value is None:
+        return
+    if meta["choices"] and value not in meta["choices"]:
+        raise unknown(name, value, list(meta["choices"]))
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if not math.isfinite(v):
+            raise ConfigError(f"{name} must be a finite number, got {v}.")
+        low, high = meta["low"], meta["high"]
+        too_low = low is not None and (v <= low if meta["low_open"] else v < low)
+        too_high = high is not None and (v >= high if meta["high_open"] else v > high)
+        if too_low or too_high:
+            lo = "" if low is None else f"{'>' if meta['low_open'] else '>='} {low:g}"
+            hi = "" if high is None else f"{'<' if meta['high_open'] else '<='} {high:g}"
+            raise ConfigError(f"{name} must be {' and '.join(s for s in (lo, hi) if s)}, got {v:g}.")
+
+
+def grid_refused(values: dict) -> list[str]:
+    """Of the options in ``values``, those a grid (``compare``/``search``) sets itself and so refuses."""
+    meta = {f.name: f.metadata for f in fields(TrainConfig)}
+    return [k for k in values if k in meta and not meta[k]["grid"]]
+
+
+def resume_refused(values: dict) -> list[str]:
+    """Of the options in ``values``, those that cannot change when a run is resumed."""
+    meta = {f.name: f.metadata for f in fields(TrainConfig)}
+    return [k for k in values if k in meta and not meta[k]["resume"]]
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe loader without anchors and aliases: a config file needs none, and nested aliases expand a few hundred
+    bytes into gigabytes (the "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"YAML aliases (*{event.anchor}) are not allowed in a medtl config file "
+                              f"(line {event.start_mark.line + 1}); write the values out.")
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: Path) -> dict:
+    """A config file's mapping, bounded in size and free of aliases; every problem a :class:`ConfigError`."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist.")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is {path.stat().st_size:,} bytes; a medtl config file is a short list of options "
+                          f"(at most {MAX_CONFIG_BYTES:,} bytes).")
+    try:
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of option: value.")
+    return values
 
 
 def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
@@ -145,7 +260,7 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
             return float(value)
         elif base is str and isinstance(value, (str, int, float)):
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     kind = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(base, "a list of numbers")
     raise ConfigError(f"{key} in {source} must be {kind}, got {value!r}.")

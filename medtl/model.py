@@ -1,7 +1,9 @@
 """The classifier medtl trains: a (possibly truncated) pretrained trunk plus a new head."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -51,6 +53,44 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "model.json") -> "ModelSpec":
+        """A spec from a saved ``model.json``, every field checked against its type: the file may come from anyone,
+        and a wrong type must stop here with a message, not deep inside model building."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source} must hold a JSON object.")
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in fields(cls)}
+        extra, missing = set(values) - names, {f.name for f in fields(cls) if f.default is MISSING and
+                                                f.default_factory is MISSING} - set(values)
+        if extra or missing:
+            raise ConfigError(f"{source} is not a medtl model description: "
+                              f"{'unknown keys ' + ', '.join(sorted(extra)) if extra else ''}"
+                              f"{'; ' if extra and missing else ''}"
+                              f"{'missing keys ' + ', '.join(sorted(missing)) if missing else ''}.")
+        for key, value in values.items():
+            if not _is_type(value, hints[key]):
+                raise ConfigError(f"{source}: {key} has the wrong type ({type(value).__name__}: {value!r:.60}).")
+        return cls(**values)
+
+
+def _is_type(value, hint) -> bool:
+    """``value`` (parsed JSON) matches ``hint`` (str, int, float, list[...], X | None)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and (not args or all(_is_type(v, args[0]) for v in value))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    return origin is None and hint is list and isinstance(value, list) or hint is typing.Any
 
 
 class Classifier(nn.Module):

@@ -10,17 +10,19 @@ configuration share finished runs, and an interrupted search continues where it 
 """
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .analysis.autocut import estimate_for
 from .artifacts import write_csv, write_json
 from .backbones import backbone_cuts, create_backbone
-from .compare import GridRun, best_on_validation, build_grid, fit_run, summarise
+from .compare import LocalExecutor, best_on_validation, build_grid, run_grid, summarise
 from .config import TrainConfig
 from .errors import ConfigError
+from .rundir import make_dir
+
+log = logging.getLogger("medtl")
 
 SELECT = ("auprc", "auroc")
 KEYS = ("val_auroc", "val_auprc", "test_auroc", "test_auprc")
@@ -66,26 +68,29 @@ def stage_two(cuts: list[tuple[str, str]], block: str, next_block: bool) -> list
 
 
 def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "auprc", next_block: bool = False,
-           out: str | Path = "runs/search", verbose: bool = False) -> SearchResult:
-    """Run the two-stage search for ``base`` (its strategy is set to ``truncated``) and write ``search.csv``
-    (every candidate's validation and test metrics) and ``search.json`` (the picks and the cost) to ``out``."""
+           auto: bool = False, out: str | Path = "runs/search", workers: int = 1, verbose: bool = False) -> SearchResult:
+    """Run the two-stage search for ``base`` (trained as ``truncated``; its cut is the search's to choose) and write
+    ``search.csv`` (every candidate's validation and test metrics) and ``search.json`` (the picks and the cost) to
+    ``out``. With ``auto`` the one-pass estimate replaces stage 1."""
     if select not in SELECT:
         raise ConfigError(f"select must be one of {', '.join(SELECT)}, got {select!r}.")
     if not seeds:
         raise ConfigError("give at least one seed (--seeds 0,1,2).")
-    if base.strategy != "truncated" or base.cut not in (None, "auto"):
-        raise ConfigError("search trains the truncated strategy and chooses the cut itself; drop --strategy, and "
-                          "give --cut only as auto (the one-pass estimate then replaces stage 1).")
-    base = base.validate()
-    out = Path(out)
+    base = replace(base, strategy="truncated", cut=None).validate()
+    out = make_dir(out)
     cuts = [(c.name, c.level) for c in backbone_cuts(create_backbone(base.backbone, None)[0])]
+    executor = LocalExecutor(workers)
 
     def fine_tune(names: list[str], stage: int) -> list[dict]:
-        return _candidates(_train_all(build_grid(base, ["truncated"], names, list(seeds), None, out), verbose), stage)
+        log.info("search: stage %d, %d cut(s) x %d seed(s)", stage, len(names), len(seeds))
+        records = run_grid(build_grid(base, ["truncated"], names, list(seeds), None, out), executor, verbose,
+                           latency=False)
+        return [{"stage": stage, **row} for row in summarise(records, KEYS, totals=("epochs_run", "train_seconds"))]
 
     estimate = None
-    if base.cut == "auto":
+    if auto:
         estimate = estimate_for(base, select)
+        log.info(estimate.table())
         block_pick = block_of(cuts, estimate.pick)
         rows = fine_tune([block_pick], 1)
     else:
@@ -102,8 +107,8 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
         cost["estimate_seconds"] = estimate.seconds
     write_csv(out / "search.csv", rows)
     write_json(out / "search.json", {"select": f"val_{select}", "seeds": list(seeds), "block_pick": block_pick,
-                                     "pick": pick, "stage_two": inner, "cost": cost, "config": base.to_dict(),
-                                     "estimate": estimate.to_dict() if estimate else None})
+                                     "pick": pick, "stage_two": inner, "cost": cost, "out": str(out),
+                                     "config": base.to_dict(), "estimate": estimate.to_dict() if estimate else None})
     return SearchResult(rows, select, block_pick, pick, cost, [out / "search.csv", out / "search.json"])
 
 
@@ -111,24 +116,6 @@ def block_of(cuts: list[tuple[str, str]], name: str) -> str:
     """The block-level cut (or the stem) that ends the block ``name`` lies in."""
     names = [n for n, _ in cuts]
     return next(n for n, level in cuts[names.index(name):] if level != "layer")
-
-
-def _train_all(runs: list[GridRun], verbose: bool) -> list[tuple[GridRun, dict]]:
-    """Train the runs that have not finished (resuming interrupted ones); return every run with its metrics."""
-    done = []
-    for run in runs:
-        if not run.finished:
-            began = time.perf_counter()
-            fit_run(run, verbose)
-            print(f"search: {run.run_dir.name}: {time.perf_counter() - began:.0f}s", flush=True)
-        done.append((run, json.loads((run.run_dir / "metrics.json").read_text())))
-    return done
-
-
-def _candidates(runs: list[tuple[GridRun, dict]], stage: int) -> list[dict]:
-    """One row per cut: mean and (sample) std over seeds of the validation and test metrics, and the cost."""
-    records = [{**metrics, "strategy": run.strategy, "cut": run.cut, "level": run.level} for run, metrics in runs]
-    return [{"stage": stage, **row} for row in summarise(records, KEYS, totals=("epochs_run", "train_seconds"))]
 
 
 def _cost(rows: list[dict], cuts: int, seeds: int, epochs: int) -> dict:

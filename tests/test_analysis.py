@@ -163,7 +163,7 @@ def test_analyze_reuse_writes_figure_and_table(tiny_npz, tmp_path, capsys):
         for i, p in enumerate(model.trunk.parameters()):
             p.add_(torch.randn(p.shape, generator=_gen(i)) * p.std().nan_to_num() * i / 40)
     save_model(model, run)
-    medtl.TrainConfig(data=tiny_npz, cut="blocks.2", image_size=32).save(run / "config.yaml")
+    medtl.RunDir(run).save_config(medtl.TrainConfig(data=tiny_npz, cut="blocks.2", image_size=32))
     write_json(run / "metrics.json", {"strategy": "truncated", "backbone": "efficientnet_lite0", "cut": "blocks.2",
                                       "data": tiny_npz, "test_auprc": 0.8})
     out = tmp_path / "reuse"
@@ -195,7 +195,7 @@ COSTS = {"parameters": 10, "trainable_parameters": 10, "macs": 100, "epochs_run"
 def test_search_picks_on_validation_and_counts_its_cost(tmp_path, monkeypatch):
     """The search logic with a stand-in for training: validation AUPRC peaks at blocks.4.1 (inside blocks.4,
     the best block), while the test metrics would point elsewhere."""
-    import medtl.compare as compare_module
+    import medtl.experiment as experiment_module
     import medtl.search as search_module
     from medtl.artifacts import write_json
 
@@ -209,7 +209,7 @@ def test_search_picks_on_validation_and_counts_its_cost(tmp_path, monkeypatch):
             "val_auprc": val.get(config.cut, 0.5) + 0.001 * config.seed, "val_auroc": 0.5, "test_auroc": 0.5,
             "test_auprc": 0.99 if config.cut == "conv_head" else 0.5, **COSTS})
 
-    monkeypatch.setattr(compare_module, "train", fake_train)
+    monkeypatch.setattr(experiment_module, "start", fake_train)
     result = search_module.search(medtl.TrainConfig(), seeds=[0, 1], out=tmp_path)
     assert result.block_pick == "blocks.4" and result.pick == "blocks.4.1"
     assert trained.count("blocks.4.1") == 2 and "blocks.3.0" not in trained
@@ -223,7 +223,7 @@ def test_search_picks_on_validation_and_counts_its_cost(tmp_path, monkeypatch):
 
 
 def test_search_with_cut_auto_fine_tunes_only_the_estimated_block(tmp_path, monkeypatch):
-    import medtl.compare as compare_module
+    import medtl.experiment as experiment_module
     import medtl.search as search_module
     from medtl.analysis.autocut import AutoCut
     from medtl.artifacts import write_json
@@ -236,10 +236,10 @@ def test_search_with_cut_auto_fine_tunes_only_the_estimated_block(tmp_path, monk
         write_json(run_dir / "metrics.json", {"val_auprc": 0.9 if config.cut == "blocks.3.1" else 0.8, "val_auroc": 0.5,
                                               "test_auroc": 0.5, "test_auprc": 0.5, **COSTS})
 
-    monkeypatch.setattr(compare_module, "train", fake_train)
+    monkeypatch.setattr(experiment_module, "start", fake_train)
     estimate = AutoCut("blocks.3.0", "blocks.3.0", 0.0, "auprc", [], 624, 64, 2.0)
     monkeypatch.setattr(search_module, "estimate_for", lambda *args, **kwargs: estimate)
-    result = search_module.search(medtl.TrainConfig(cut="auto"), seeds=[0], out=tmp_path)
+    result = search_module.search(medtl.TrainConfig(), seeds=[0], auto=True, out=tmp_path)
     assert trained == ["blocks.3", "blocks.3.0", "blocks.3.1"]
     assert result.block_pick == "blocks.3" and result.pick == "blocks.3.1"
     assert result.cost["estimate_seconds"] == 2.0 and result.cost["runs"] == 3

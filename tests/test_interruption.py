@@ -20,17 +20,19 @@ import pytest
 import torch
 
 import medtl
-from medtl.artifacts import new_run_dir, run_lock
 from medtl.cli import main
 from medtl.errors import ConfigError, MedtlWarning, TrainingError
-from medtl.training import CHECKPOINT, load_checkpoint, loop
+from medtl.rundir import RunDir
+from medtl.training import loop
 from medtl.training.health import warn_if_at_chance
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--backbone", "efficientnet_lite0", "--cut", "blocks.2", "--image-size", "32", "--epochs", "3", "--seed", "3",
-       "--threads", "1", "--device", "cpu", "--quiet"]
-TINY = dict(backbone="efficientnet_lite0", cut="blocks.2", image_size=32, epochs=2, batch_size=8, threads=1)
+       "--threads", "1", "--device", "cpu", "--quiet", "--checkpoint-every", "0"]
+CHECKPOINT = RunDir.CHECKPOINT
+TINY = dict(backbone="efficientnet_lite0", cut="blocks.2", image_size=32, epochs=2, batch_size=8, threads=1,
+            checkpoint_every=0)
 
 
 @pytest.fixture(autouse=True)
@@ -83,8 +85,8 @@ def killed_and_resumed(tmp_path_factory) -> tuple[Path, Path]:
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=60)
     assert victim.returncode == -signal.SIGKILL
-    state = load_checkpoint(run)
-    assert 1 <= state["epoch"] < 3 and not state["done"] and not (run / "metrics.json").exists()
+    state, _ = RunDir(run).load_checkpoint()
+    assert 1 <= state.epoch < 3 and not state.done and not (run / "metrics.json").exists()
     (run / ".checkpoint.pt.k1lledxx").write_bytes(b"half a checkpoint")  # as a kill during its write leaves it
     resumed = medtl_train("--resume", str(run), "--quiet")
     assert run_of(resumed) == run and not (run / ".checkpoint.pt.k1lledxx").exists()
@@ -100,15 +102,11 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(killed_and_resumed) -
 
 
 def test_finished_checkpoint_is_refinished_not_retrained(killed_and_resumed, capsys) -> None:
-    """A run that ended (here: as if stopped early, since its config now allows more epochs) but lost its
-    artefacts gets them written again from the checkpoint, without another epoch of training."""
+    """A run that ended but lost its artefacts gets them written again from the checkpoint, without another epoch
+    of training."""
     _, run = killed_and_resumed
     expected = scores(run)
     checkpoint = (run / CHECKPOINT).read_bytes()
-    config = run / "config.yaml"
-    text = config.read_text()
-    assert "\nepochs: 3\n" in text
-    config.write_text(text.replace("\nepochs: 3\n", "\nepochs: 5\n"))
     for name in ("metrics.json", "model.safetensors", "history.csv"):
         (run / name).unlink()
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
@@ -121,7 +119,7 @@ def test_concurrent_runs_never_share_a_directory(tmp_path: Path) -> None:
 
     def make(_: int) -> list[Path]:
         start.wait()
-        return [new_run_dir(tmp_path, "same-name") for _ in range(5)]
+        return [RunDir.create(tmp_path, "same-name").path for _ in range(5)]
 
     with ThreadPoolExecutor(8) as pool:
         made = list(itertools.chain.from_iterable(pool.map(make, range(8))))
@@ -154,9 +152,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     with pytest.raises(TrainingError, match="epoch 2") as info:
         medtl.train(data=str(tiny_npz(tmp_path / "d.npz")), out=str(tmp_path / "runs"), verbose=False, **TINY)
     (run,) = (tmp_path / "runs").iterdir()
-    assert f"last good checkpoint (epoch 1) is kept in {run / CHECKPOINT}" in str(info.value)
-    state = load_checkpoint(run)
-    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert "the last checkpoint written (if any) is kept" in str(info.value)
+    state, _ = RunDir(run).load_checkpoint()
+    assert state.epoch == 1 and all(torch.isfinite(v).all() for v in state.model.values())
     assert not (run / "metrics.json").exists()
 
 
@@ -182,9 +180,10 @@ def test_chance_level_auroc_warns(tmp_path: Path) -> None:
 def test_a_run_in_training_cannot_be_resumed_by_a_second_process(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    medtl.TrainConfig().save(run / "config.yaml")
-    with run_lock(run):  # another process's flock looks the same: a separate open file description
+    RunDir(run).save_config(medtl.TrainConfig())
+    with RunDir(run).lock():  # another process's flock looks the same: a separate open file description
         with pytest.raises(ConfigError, match="being trained by another process"):
-            medtl.train(resume=run, verbose=False)
-    with pytest.raises(ConfigError, match="no checkpoint.pt to resume"):  # released: the next check is reached
-        medtl.train(resume=run, verbose=False)
+            medtl.resume(run, verbose=False)
+    assert not (run / RunDir.LOCK).exists()  # released and removed
+    with pytest.raises(ConfigError, match="nothing to resume from"):  # released: the next check is reached
+        medtl.resume(run, verbose=False)

@@ -18,7 +18,9 @@ from medtl.backbones.weights import read_state_dict
 from medtl.cli import main
 from medtl.errors import ConfigError, WeightsUnavailableError
 from medtl.model import build_classifier
-from medtl.training import CHECKPOINT
+from medtl.rundir import RunDir
+
+CHECKPOINT = RunDir.CHECKPOINT
 
 FAST = ["--backbone", "efficientnet_lite0", "--cut", "blocks.2", "--image-size", "32", "--epochs", "1",
         "--batch-size", "8", "--threads", "1", "--quiet"]
@@ -114,7 +116,7 @@ def run_dir(tmp_path: Path) -> Path:
     run.mkdir()
     model = build_classifier("efficientnet_lite0", 2, cut="blocks.1", weights=None, in_chans=1, image_size=32)
     save_model(model, run)
-    medtl.TrainConfig(data="breastmnist", image_size=32, cut="blocks.1").save(run / "config.yaml")
+    RunDir(run).save_config(medtl.TrainConfig(data="breastmnist", image_size=32, cut="blocks.1"))
     return run
 
 

@@ -23,6 +23,7 @@ from ..backbones.cuts import LEVELS
 from ..config import TrainConfig
 from ..data import ImageDataset, Preprocess
 from ..errors import ConfigError, DataError
+from ..resolve import load_data, model_weights
 from .features import walk_cuts
 
 METRICS = ("auroc", "auprc")
@@ -172,17 +173,4 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
 def estimate_for(cfg: TrainConfig, metric: str = "auroc") -> AutoCut:
     """:func:`estimate_cut` on ``cfg``'s data, backbone, image size and pretrained weights: the estimate a grid or
     a search makes once for all its runs."""
-    from ..api import load_data, model_weights
-
     return estimate_cut(cfg.backbone, load_data(cfg), cfg.image_size, weights=model_weights(cfg), metric=metric)
-
-
-def resolve_auto_cut(cfg: TrainConfig, data: ImageDataset, weights: str | dict, verbose: bool = True) -> AutoCut:
-    """``--cut auto`` for a training run: estimate on its data, print the scores, and set ``cfg.cut`` to the pick
-    (so config.yaml records the cut that was trained and ``--resume`` does not estimate again)."""
-    metric = cfg.select if cfg.select in METRICS else "auroc"
-    result = estimate_cut(cfg.backbone, data, cfg.image_size, weights=weights, metric=metric)
-    if verbose:
-        print(result.table(), flush=True)
-    cfg.cut = result.pick
-    return result

@@ -21,11 +21,12 @@ from ..config import TrainConfig
 from ..data import Preprocess
 from ..errors import ConfigError, DataError, MedtlWarning
 from ..model import ModelSpec
+from ..resolve import load_data
+from ..rundir import RunDir
 from .features import walk_cuts
 from .similarity import MAX_POINTS, Moments, as_points, cka_moments, svcca_moments
 
 FIGURE = "reuse.png"
-METRICS = "metrics.json"
 TABLE = "reuse.csv"
 
 
@@ -97,10 +98,10 @@ def stages(cuts: list[Cut]) -> list[str]:
 
 
 def _run_config(run: Path) -> TrainConfig:
-    if not (run / "config.yaml").is_file():
-        raise ConfigError(f"{run} has no config.yaml, so the data it was trained on is unknown; analyse a run "
+    if not RunDir(run).started:
+        raise ConfigError(f"{run} has no {RunDir.CONFIG}, so the data it was trained on is unknown; analyse a run "
                           "directory written by `medtl train`.")
-    return TrainConfig.load(run / "config.yaml")
+    return RunDir(run).load_config()
 
 
 def reuse(run: str | Path, *, images: int = 128, split: str = "test", weights: str | None = None,
@@ -158,8 +159,6 @@ def reuse(run: str | Path, *, images: int = 128, split: str = "test", weights: s
 
 def _sample(cfg: TrainConfig, split: str, images: int, seed: int) -> torch.Tensor:
     """``images`` images of ``split`` of the data the run was trained on (a seeded random subset)."""
-    from ..api import load_data
-
     if images < 2:
         raise ConfigError(f"--images must be at least 2, got {images}.")
     data = load_data(cfg).split(split)
@@ -174,7 +173,7 @@ def cut_auprc(results: str | Path, spec: ModelSpec, data: str) -> dict[str, list
     if not results.is_dir():
         raise ConfigError(f"--results {results} is not a directory of runs.")
     found: dict[str, list[float]] = {}
-    for path in sorted(results.rglob(METRICS)):
+    for path in sorted(results.rglob(RunDir.METRICS)):
         m = json.loads(path.read_text())
         model = path.with_name(MODEL_SPEC)
         size = json.loads(model.read_text()).get("image_size") if model.is_file() else None

@@ -79,10 +79,18 @@ def get_spec(name: str) -> BackboneSpec:
         return BACKBONES[name]
     library, sep, arch = name.partition(":")
     if sep and library in ("timm", "torchvision"):
+        # Only the library's own local architecture names: a hub reference (``timm:hf-hub:user/model``) would make
+        # building the model -- even without weights, even from a saved run's model.json -- reach the network.
         if library == "torchvision":
+            from torchvision.models import list_models
+
+            if arch not in list_models():
+                raise unknown("torchvision architecture", arch, list_models())
             return BackboneSpec(name, library, arch, imagenet=lambda: W.torchvision_imagenet(arch))
         import timm
 
+        if arch not in timm.list_models():
+            raise unknown("timm architecture", arch, [m for m in timm.list_models() if m.startswith(arch[:4])][:50])
         cfg = timm.create_model(arch, pretrained=False).pretrained_cfg
         return BackboneSpec(name, library, arch, tuple(cfg["mean"]), tuple(cfg["std"]), lambda: W.timm_imagenet(arch))
     raise unknown("backbone", name, list_backbones() + ["timm:<name>", "torchvision:<name>"])

@@ -2,20 +2,16 @@
 run directory named by its configuration, so an interrupted grid continues where it stopped."""
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..backbones import backbone_cuts, create_backbone
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..strategies import CUT_OPTION, STRATEGIES
+from ..rundir import RunDir
+from ..strategies import STRATEGIES, strategy_options
 
 CUT_LEVELS = ("block", "layer", "all")
-# Options that do not change what a run learns, left out of its identity.
-RUN_ONLY = ("out", "name", "device", "threads", "cache_mb", "trust_pickle")
 
 
 @dataclass(frozen=True)
@@ -31,7 +27,7 @@ class GridRun:
 
     @property
     def finished(self) -> bool:
-        return (self.run_dir / "metrics.json").is_file()
+        return RunDir(self.run_dir).finished
 
 
 def cut_points(backbone: str, cuts: str | list[str]) -> list[tuple[str, str]]:
@@ -61,12 +57,12 @@ def build_grid(base: TrainConfig, strategies: list[str], cuts: str | list[str], 
                           f"choose from {', '.join(STRATEGIES)}.")
     if not seeds and resplits is None:
         raise ConfigError("give at least one seed (--seeds 0,1,2) or --resplits K.")
-    points = cut_points(base.backbone, cuts) if any(s in CUT_OPTION for s in strategies) else []
+    points = cut_points(base.backbone, cuts) if any(STRATEGIES[s].cut_option for s in strategies) else []
     repeats = range(resplits) if resplits is not None else seeds
     runs = []
     for repeat in repeats:
         for strategy in strategies:
-            axis = CUT_OPTION.get(strategy)
+            axis = STRATEGIES[strategy].cut_option
             for cut, level in (points if axis else [(None, None)]):
                 cfg = replace(_for_strategy(base, strategy), seed=repeat,
                               resplit=repeat if resplits is not None else base.resplit)
@@ -78,14 +74,12 @@ def build_grid(base: TrainConfig, strategies: list[str], cuts: str | list[str], 
 
 def _for_strategy(base: TrainConfig, strategy: str) -> TrainConfig:
     """``base`` for ``strategy``, with the options of other strategies (a freeze point, a layer decay) cleared."""
-    accepted = set(inspect.signature(STRATEGIES[strategy]).parameters)
-    options = {p for factory in STRATEGIES.values() for p in inspect.signature(factory).parameters} - {"cut"}
-    return replace(base, strategy=strategy, **{o: None for o in options - accepted})
+    accepted = set(STRATEGIES[strategy].params)
+    return replace(base, strategy=strategy, **{o: None for o in strategy_options() - accepted})
 
 
 def run_name(cfg: TrainConfig, strategy: str, cut: str | None) -> str:
     """``<strategy>-<cut>-s<seed>[-r<resplit>]-<hash of every option that changes the result>``."""
-    identity = {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY}
-    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    digest = cfg.fingerprint()[:8]
     resplit = f"-r{cfg.resplit}" if cfg.resplit is not None else ""
     return f"{strategy}-{cut or 'all'}-s{cfg.seed}{resplit}-{digest}"

@@ -4,9 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..strategies import STRATEGIES
 from .summary import PAPER_NAMES
 
-CUT_STRATEGIES = ("truncated", "lwft", "transfusion")  # the curves against the cut point, as in the paper
+CUT_STRATEGIES = tuple(name for name, entry in STRATEGIES.items() if entry.cut_option)  # curves against the cut
 REFERENCES = ("full", "linear")  # drawn as horizontal lines
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 
+from ..strategies import STRATEGIES
+
 # Short names of the paper's table (Peng et al., BIMCV table) and of the strategies beyond it.
-PAPER_NAMES = {"full": "FTL", "truncated": "TTL", "lwft": "LWFT", "transfusion": "TF", "linear": "linear",
-               "scratch": "scratch", "llrd": "LLRD", "lp-ft": "LP-FT"}
+PAPER_NAMES = {name: entry.label for name, entry in STRATEGIES.items()}
 METRICS = ("test_auroc", "test_auprc", "test_accuracy", "val_auroc", "val_auprc", "latency_ms")
 COSTS = ("parameters", "trainable_parameters", "macs")
 

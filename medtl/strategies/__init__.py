@@ -4,6 +4,8 @@ A new strategy is a factory function here (or in its own small module) plus a re
 """
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import ConfigError, unknown
@@ -56,35 +58,56 @@ def lp_ft(cut: str | None = None, probe_epochs: int = 5) -> Strategy:
     return Strategy("lp-ft", cut=cut, probe_epochs=probe_epochs)
 
 
-STRATEGIES: dict[str, Callable[..., Strategy]] = {
-    "truncated": truncated,
-    "full": full,
-    "scratch": scratch,
-    "linear": linear,
-    "lwft": lwft,
-    "llrd": llrd,
-    "lp-ft": lp_ft,
-    "transfusion": transfusion,
+@dataclass(frozen=True)
+class StrategyEntry:
+    """A registered strategy: its factory (whose keyword parameters, defaults included, are the strategy's
+    options), its short name in the paper's table, and the option its cut axis sets in a grid (``medtl compare``)."""
+
+    factory: Callable[..., Strategy]
+    label: str
+    cut_option: str | None = None
+
+    @property
+    def params(self) -> list[str]:
+        """The options this strategy takes besides ``cut``."""
+        return [p for p in inspect.signature(self.factory).parameters if p != "cut"]
+
+    @property
+    def summary(self) -> str:
+        """The first sentence of the factory's docstring, unwrapped, without reST markup."""
+        text = " ".join((self.factory.__doc__ or "").split("\n\n")[0].split())
+        return text.replace("``", "")
+
+
+STRATEGIES: dict[str, StrategyEntry] = {
+    "truncated": StrategyEntry(truncated, "TTL", cut_option="cut"),
+    "full": StrategyEntry(full, "FTL"),
+    "scratch": StrategyEntry(scratch, "scratch"),
+    "linear": StrategyEntry(linear, "linear"),
+    "lwft": StrategyEntry(lwft, "LWFT", cut_option="freeze_to"),
+    "llrd": StrategyEntry(llrd, "LLRD"),
+    "lp-ft": StrategyEntry(lp_ft, "LP-FT"),
+    "transfusion": StrategyEntry(transfusion, "TF", cut_option="slim_from"),
 }
 
-# The option each strategy's cut point sets, for grids over cuts (``medtl compare``); the others have no cut axis.
-CUT_OPTION: dict[str, str] = {"truncated": "cut", "lwft": "freeze_to", "transfusion": "slim_from"}
+
+def strategy_options() -> set[str]:
+    """Every strategy-specific option of the registry (``freeze_to``, ``layer_decay``, ...)."""
+    return {p for entry in STRATEGIES.values() for p in entry.params}
 
 
 def get_strategy(name: str, **params) -> Strategy:
     """The strategy ``name`` configured with ``params`` (``None`` values are ignored)."""
     if name not in STRATEGIES:
         raise unknown("strategy", name, sorted(STRATEGIES))
-    factory = STRATEGIES[name]
-    import inspect
-
-    accepted = inspect.signature(factory).parameters
+    entry = STRATEGIES[name]
     given = {k: v for k, v in params.items() if v is not None}
-    extra = sorted(set(given) - set(accepted))
+    extra = sorted(set(given) - set(entry.params) - {"cut"})
     if extra:
-        raise ConfigError(f"strategy {name!r} does not take {', '.join(extra)}; it takes {', '.join(accepted) or 'nothing'}.")
-    return factory(**given)
+        raise ConfigError(f"strategy {name!r} does not take {', '.join(extra)}; it takes "
+                          f"{', '.join(['cut', *entry.params])}.")
+    return entry.factory(**given)
 
 
-__all__ = ["CUT_OPTION", "STRATEGIES", "Strategy", "get_strategy", "full", "linear", "llrd", "lp_ft", "lwft", "scratch",
-           "transfusion", "truncated"]
+__all__ = ["STRATEGIES", "Strategy", "StrategyEntry", "get_strategy", "full", "linear", "llrd", "lp_ft", "lwft",
+           "scratch", "strategy_options", "transfusion", "truncated"]

@@ -6,7 +6,7 @@ from ..errors import ConfigError
 from .base import Strategy
 
 
-def transfusion(cut: str | None = None, slim_from: str | None = None, shrink: int | None = None) -> Strategy:
+def transfusion(cut: str | None = None, slim_from: str | None = None, shrink: int = 2) -> Strategy:
     """TransFusion: pretrained bottom up to ``slim_from``, every later block thinner and re-initialised.
 
     The kept layers keep their weights and BatchNorm statistics; each later block is rebuilt with 1/``shrink`` of
@@ -14,4 +14,4 @@ def transfusion(cut: str | None = None, slim_from: str | None = None, shrink: in
     if slim_from is None:
         raise ConfigError("the transfusion strategy needs --slim-from CUT (the last pretrained cut; every later block "
                           "is slimmed and re-initialised).")
-    return Strategy("transfusion", cut=cut, slim_from=slim_from, shrink=2 if shrink is None else shrink)
+    return Strategy("transfusion", cut=cut, slim_from=slim_from, shrink=shrink)

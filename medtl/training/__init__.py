@@ -1,5 +1,5 @@
-"""Training: the loop, seeding and checkpoints."""
-from .loop import CHECKPOINT, FitResult, Trainer, load_checkpoint, predict
+"""Training: the loop (train_one_epoch, evaluate, Trainer), seeding, and the frozen-prefix feature cache."""
+from .loop import FitResult, Trainer, evaluate, predict, train_one_epoch
 from .seed import seed_everything
 
-__all__ = ["CHECKPOINT", "FitResult", "Trainer", "load_checkpoint", "predict", "seed_everything"]
+__all__ = ["FitResult", "Trainer", "evaluate", "predict", "seed_everything", "train_one_epoch"]

@@ -4,7 +4,6 @@ wrong labels or a wrong intensity scale rather than a hard task."""
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import torch
 
@@ -14,15 +13,14 @@ CHANCE_MARGIN = 0.05  # |AUROC - 0.5| below this is chance level
 CHANCE_EPOCHS = 5  # epochs after which a run still at chance is worth a warning
 
 
-def check_finite(value: torch.Tensor, what: str, epoch: int, checkpoint: Path, lr: float) -> None:
-    """Raise TrainingError if ``value`` holds NaN or inf; the checkpoint on disk is then that of ``epoch - 1``."""
+def check_finite(value: torch.Tensor, what: str, epoch: int, lr: float) -> None:
+    """Raise TrainingError if ``value`` holds NaN or inf; the last checkpoint on disk stays as it was."""
     if torch.isfinite(value).all():
         return
-    kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept in {checkpoint}" if epoch > 1
-            else "no epoch had finished, so there is no checkpoint")
     raise TrainingError(
-        f"{what} became NaN or infinite in epoch {epoch}, so training stopped; {kept}. Start again with a lower "
-        f"--lr (it was {lr:g}), and check that no image holds NaN or infinite values."
+        f"{what} became NaN or infinite in epoch {epoch}, so training stopped; the last checkpoint written (if any) "
+        f"is kept. Start again with a lower --lr (it was {lr:g}), and check that no image holds NaN or infinite "
+        "values."
     )
 
 

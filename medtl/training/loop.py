@@ -1,21 +1,24 @@
-"""The training loop: batches sliced from in-memory tensors, batched augmentation, validation-only model
-selection, early stopping, and an atomic checkpoint every epoch so an interrupted run resumes exactly."""
+"""The training loop, shaped like torchvision's reference script: :func:`train_one_epoch`, :func:`evaluate` and a short
+epoch loop in :meth:`Trainer.fit`. Batches are sliced from in-memory tensors and augmented in one batched call; the
+epoch is selected on validation only; early stopping; a checkpoint at most every ``checkpoint_every`` seconds (and at
+the end, and when interrupted) from which an interrupted run resumes exactly."""
 from __future__ import annotations
 
+import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..artifacts import atomic_torch_save
 from ..config import TrainConfig
-from ..data import ImageDataset, Preprocess, Split
-from ..errors import ConfigError
+from ..data import ImageDataset, Preprocess
+from ..rundir import Checkpoint, RunDir
 from ..evaluation import classification_metrics
 from ..model import Classifier
 from ..strategies import Strategy
@@ -23,7 +26,7 @@ from .cache import PrefixCache
 from .device import autocast, check_precision, data_home, eval_batch_size, grad_scaler, to_device
 from .health import CHANCE_EPOCHS, check_finite, warn_if_at_chance
 
-CHECKPOINT = "checkpoint.pt"
+log = logging.getLogger("medtl")
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
@@ -122,6 +125,105 @@ class FitResult:
     stopped_early: bool = False
 
 
+@dataclass
+class Session:
+    """Everything one training run holds between epochs: the model, its optimisation state, the data on its device,
+    and the bookkeeping of model selection. A checkpoint is this, minus what can be rebuilt from the config."""
+
+    model: Classifier
+    net: nn.Module  # the model, or its torch.compile'd wrapper (same parameters)
+    strategy: Strategy
+    data: ImageDataset
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    augment: Preprocess
+    plain: Preprocess
+    cache: PrefixCache
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    home: torch.device
+    generator: torch.Generator
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_key: tuple[float, float] | None = None
+    best_state: dict | None = None
+    best_saved: bool = False  # best_state is on disk (best-e<N>.safetensors)
+    bad_epochs: int = 0
+
+
+def train_one_epoch(s: Session, cfg: TrainConfig, device: torch.device, epoch: int, frozen: int, bar) -> float:
+    """One pass over the shuffled training split; returns the mean training loss."""
+    features = None if cfg.augment else s.cache.get("train", s.train_x, frozen)
+    total, seen = 0.0, 0
+    for idx in batches(len(s.train_x), cfg.batch_size, s.generator):
+        idx = idx.to(device)
+        if features is not None:
+            x, first = features[idx], frozen
+        else:
+            x, first = s.augment(to_device(s.train_x[idx.to(s.home)], device), generator=s.generator), 0
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, cfg.precision):
+            loss = s.loss_fn(s.net(x, first), s.train_y[idx])
+        check_finite(loss, "the training loss", epoch, cfg.lr)
+        s.optimizer.zero_grad(set_to_none=True)
+        s.scaler.scale(loss).backward()
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+        if cfg.schedule != "plateau":
+            s.schedule.step()
+        total += loss.item() * len(idx)
+        seen += len(idx)
+        bar.update(1)
+        bar.set_postfix(loss=f"{total / seen:.4f}", **_last_val(s.history), refresh=False)
+    return total / seen
+
+
+def evaluate(s: Session, cfg: TrainConfig, device: torch.device, epoch: int, frozen: int) -> dict:
+    """Validation loss and metrics of the current model (cached frozen-prefix features when there are any)."""
+    features = s.cache.get("val", s.val_x, frozen)
+    prob, logits = predict(s.net, s.val_x if features is None else features, s.plain, s.data.task,
+                           channels_last=cfg.channels_last, start=0 if features is None else frozen,
+                           precision=cfg.precision)
+    check_finite(logits, "the validation outputs", epoch, cfg.lr)
+    loss = s.loss_fn(logits, s.data.val.labels.to(device)).item()
+    metrics = classification_metrics(s.data.val.labels.numpy(), prob, s.data.task, split="val")
+    return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.items()}}
+
+
+def _last_val(history: list[dict]) -> dict:
+    return {"val_auroc": f"{history[-1]['val_auroc']:.4f}"} if history else {}
+
+
+class Interrupt:
+    """SIGINT/SIGTERM during training: the first asks the loop to stop after the current epoch, with a checkpoint,
+    so nothing finished is lost; a second stops at once (the last checkpoint on disk stays)."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> "Interrupt":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        log.warning("%s: stopping after this epoch, with a checkpoint (send it again to stop now)",
+                    self.requested)
+
+
 class Trainer:
     """Trains a classifier built by a strategy; all options come from a :class:`TrainConfig`."""
 
@@ -130,8 +232,49 @@ class Trainer:
         self.device = device
         self.verbose = verbose
 
-    def fit(self, model: Classifier, strategy: Strategy, data: ImageDataset, run_dir: Path,
-            generator: torch.Generator, resume: dict | None = None) -> FitResult:
+    def fit(self, model: Classifier, strategy: Strategy, data: ImageDataset, run: RunDir, generator: torch.Generator,
+            resume: tuple[Checkpoint, dict] | None = None, fingerprints: dict | None = None) -> FitResult:
+        cfg = self.cfg
+        s = self.session(model, strategy, data, generator)
+        first = 1
+        if resume is not None:
+            first = self.restore(s, *resume) + 1
+            run.write_history(s.history)  # rows of epochs after the checkpoint are trained again
+        steps = num_batches(len(s.train_x), cfg.batch_size)
+        bar = tqdm(total=(cfg.epochs - first + 1) * steps, disable=not self.verbose, dynamic_ncols=True,
+                   mininterval=0.5, unit="step")
+        last_save, stop = time.monotonic(), False
+        with Interrupt() as interrupt, bar:
+            for epoch in range(first, cfg.epochs + 1):
+                began = time.perf_counter()
+                bar.set_description(f"epoch {epoch}/{cfg.epochs}")
+                frozen = strategy.train_mode(model, epoch)
+                if epoch == strategy.probe_epochs + 1:  # fine-tuning starts (after any linear probe): patience afresh
+                    s.bad_epochs = 0
+                train_loss = train_one_epoch(s, cfg, self.device, epoch, frozen, bar)
+                val = evaluate(s, cfg, self.device, epoch, frozen)
+                if cfg.schedule == "plateau":
+                    s.schedule.step(val["val_loss"])
+                row = {"epoch": epoch, "train_loss": train_loss, **val, "lr": s.optimizer.param_groups[-1]["lr"],
+                       "seconds": time.perf_counter() - began}
+                self.select(s, row)
+                run.append_history(row)
+                if epoch == CHANCE_EPOCHS < cfg.epochs:
+                    warn_if_at_chance(s.history, f"for the first {CHANCE_EPOCHS} epochs")
+                stop = cfg.patience > 0 and s.bad_epochs >= cfg.patience and epoch > strategy.probe_epochs
+                done = stop or epoch == cfg.epochs
+                if done or interrupt.requested or time.monotonic() - last_save >= cfg.checkpoint_every:
+                    self.save(s, run, epoch, done, fingerprints or {})
+                    last_save = time.monotonic()
+                if interrupt.requested and not done:
+                    raise KeyboardInterrupt
+                if stop:
+                    break
+        warn_if_at_chance([row for row in s.history if row["epoch"] == s.best_epoch], "at the selected epoch")
+        return FitResult(s.history, s.best_epoch, s.best_state, stop)
+
+    def session(self, model: Classifier, strategy: Strategy, data: ImageDataset, generator: torch.Generator) -> Session:
+        """Model on the device, data on its home, optimiser, schedule and loss as the config says."""
         cfg, device = self.cfg, self.device
         check_precision(cfg.precision, device)
         if device.type == "cuda":
@@ -139,114 +282,53 @@ class Trainer:
         model.to(device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        net = torch.compile(model) if cfg.compile else model  # shares model's parameters
         home = data_home(data.train.images.nbytes + data.val.images.nbytes, device)
-        train_x, train_y = data.train.images.to(home), data.train.labels.to(device)
-        val_x = data.val.images.to(home)
         spec = model.spec
-        augment = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=cfg.augment,
-                             scale=tuple(cfg.crop_scale))
         plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
-        cache = PrefixCache(model, plain, cfg.cache_mb, cfg.channels_last, self.verbose)
-        loss_fn = make_loss(data, cfg, device)
         optimizer = make_optimizer(strategy.param_groups(model, cfg.lr), cfg)
-        scaler = grad_scaler(device, cfg.precision)
-        steps = num_batches(len(train_x), cfg.batch_size)
-        schedule = make_schedule(optimizer, cfg, steps, restart_epoch=strategy.probe_epochs)
-        result = FitResult()
-        best_key: tuple[float, float] | None = None
-        bad_epochs, first_epoch = 0, 1
-        if resume is not None:
-            model.load_state_dict(resume["model"])
-            optimizer.load_state_dict(resume["optimizer"])
-            schedule.load_state_dict(resume["schedule"])
-            if "scaler" in resume:
-                scaler.load_state_dict(resume["scaler"])
-            generator.set_state(resume["generator"])
-            torch.set_rng_state(resume["torch_rng"])
-            result.history, result.best_epoch, result.best_state = resume["history"], resume["best_epoch"], resume["best_state"]
-            best_key = tuple(resume["best_key"]) if resume["best_key"] is not None else None
-            bad_epochs, first_epoch = resume["bad_epochs"], resume["epoch"] + 1
-            if resume["done"]:  # finished (maybe stopped early) before its artefacts were written: only re-finish
-                first_epoch, result.stopped_early = cfg.epochs + 1, resume["epoch"] < cfg.epochs
+        steps = num_batches(len(data.train), cfg.batch_size)
+        return Session(
+            model=model, net=torch.compile(model) if cfg.compile else model, strategy=strategy, data=data,
+            optimizer=optimizer, schedule=make_schedule(optimizer, cfg, steps, restart_epoch=strategy.probe_epochs),
+            scaler=grad_scaler(device, cfg.precision), loss_fn=make_loss(data, cfg, device),
+            augment=Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=cfg.augment,
+                               scale=tuple(cfg.crop_scale)),
+            plain=plain, cache=PrefixCache(model, plain, cfg.cache_mb, cfg.channels_last, self.verbose),
+            train_x=data.train.images.to(home), train_y=data.train.labels.to(device), val_x=data.val.images.to(home),
+            home=home, generator=generator)
 
-        for epoch in range(first_epoch, cfg.epochs + 1):
-            start = time.perf_counter()
-            frozen = strategy.train_mode(model, epoch)
-            if epoch == strategy.probe_epochs + 1:  # fine-tuning starts (after any linear probe): patience afresh
-                bad_epochs = 0
-            train_features = None if cfg.augment else cache.get("train", train_x, frozen)
-            order = batches(len(train_x), cfg.batch_size, generator)
-            bar = tqdm(order, desc=f"epoch {epoch}/{cfg.epochs}", disable=not self.verbose, leave=True,
-                       dynamic_ncols=True, mininterval=0.5)
-            total_loss, seen = 0.0, 0
-            for idx in bar:
-                idx = idx.to(device)
-                if train_features is not None:
-                    x, first = train_features[idx], frozen
-                else:
-                    x, first = augment(to_device(train_x[idx.to(home)], device), generator=generator), 0
-                    if cfg.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                y = train_y[idx]
-                with autocast(device, cfg.precision):
-                    loss = loss_fn(net(x, first), y)
-                check_finite(loss, "the training loss", epoch, run_dir / CHECKPOINT, cfg.lr)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                if cfg.schedule != "plateau":
-                    schedule.step()
-                total_loss += loss.item() * len(idx)
-                seen += len(idx)
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
-            val_features = cache.get("val", val_x, frozen)
-            val_prob, val_logits = predict(net, val_x if val_features is None else val_features, plain, data.task,
-                                           channels_last=cfg.channels_last, start=0 if val_features is None else frozen,
-                                           precision=cfg.precision)
-            check_finite(val_logits, "the validation outputs", epoch, run_dir / CHECKPOINT, cfg.lr)
-            val_loss = loss_fn(val_logits, data.val.labels.to(device)).item()
-            val = classification_metrics(data.val.labels.numpy(), val_prob, data.task, split="val")
-            if cfg.schedule == "plateau":
-                schedule.step(val_loss)
-            row = {"epoch": epoch, "train_loss": total_loss / seen, "val_loss": val_loss,
-                   **{f"val_{k}": v for k, v in val.items()}, "lr": optimizer.param_groups[-1]["lr"],
-                   "seconds": time.perf_counter() - start}
-            result.history.append(row)
-            if epoch == CHANCE_EPOCHS < cfg.epochs:
-                warn_if_at_chance(result.history, f"for the first {CHANCE_EPOCHS} epochs")
-            key = (-val_loss, 0.0) if cfg.select == "loss" else (val[cfg.select], -val_loss)
-            if best_key is None or key > best_key:
-                best_key, bad_epochs, result.best_epoch = key, 0, epoch
-                result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_epochs += 1
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_auroc=f"{val['auroc']:.4f}",
-                            val_auprc=f"{val['auprc']:.4f}", best=result.best_epoch)
-            bar.close()
-            stop = cfg.patience > 0 and bad_epochs >= cfg.patience and epoch > strategy.probe_epochs
-            atomic_torch_save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "scaler": scaler.state_dict(), "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "epoch": epoch,
-                "history": result.history, "best_epoch": result.best_epoch, "best_state": result.best_state,
-                "best_key": list(best_key), "bad_epochs": bad_epochs, "done": stop or epoch == cfg.epochs,
-            }, run_dir / CHECKPOINT)
-            if stop:
-                result.stopped_early = True
-                break
-        warn_if_at_chance([row for row in result.history if row["epoch"] == result.best_epoch],
-                          "at the selected epoch")
-        return result
+    def select(self, s: Session, row: dict) -> None:
+        """Keep the epoch if it is the best so far on validation (``--select``; ties go to the lower loss)."""
+        s.history.append(row)
+        select = self.cfg.select
+        key = (-row["val_loss"], 0.0) if select == "loss" else (row[f"val_{select}"], -row["val_loss"])
+        if s.best_key is None or key > s.best_key:
+            s.best_key, s.bad_epochs, s.best_epoch = key, 0, row["epoch"]
+            s.best_state = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
+            s.best_saved = False
+        else:
+            s.bad_epochs += 1
 
+    def save(self, s: Session, run: RunDir, epoch: int, done: bool, fingerprints: dict) -> None:
+        run.save_checkpoint(Checkpoint(
+            epoch=epoch, model=s.model.state_dict(), optimizer=s.optimizer.state_dict(),
+            schedule=s.schedule.state_dict(), scaler=s.scaler.state_dict(), generator=s.generator.get_state(),
+            torch_rng=torch.get_rng_state(), history=s.history, best_epoch=s.best_epoch,
+            best_key=list(s.best_key), bad_epochs=s.bad_epochs, done=done, config=fingerprints.get("config", {}),
+            data=fingerprints.get("data", {})), None if s.best_saved else s.best_state)
+        s.best_saved = True
 
-def load_checkpoint(run_dir: Path) -> dict:
-    """The last checkpoint of a run (tensors and plain values only: loaded with ``weights_only=True``)."""
-    try:
-        return torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- a refused pickle and a damaged file mean the same: it cannot be used
-        raise ConfigError(
-            f"{run_dir / CHECKPOINT} cannot be resumed from: it is damaged or holds Python objects, which medtl never "
-            f"unpickles ({type(e).__name__}). Start the run again: medtl train --config {run_dir / 'config.yaml'}"
-        ) from e
+    def restore(self, s: Session, state: Checkpoint, best: dict) -> int:
+        """Continue from ``state``; returns the last epoch it finished (all epochs, when it had finished)."""
+        s.model.load_state_dict(state.model)
+        s.optimizer.load_state_dict(state.optimizer)
+        s.schedule.load_state_dict(state.schedule)
+        s.scaler.load_state_dict(state.scaler)
+        s.generator.set_state(state.generator)
+        torch.set_rng_state(state.torch_rng)
+        s.history, s.best_epoch, s.best_state, s.best_saved = state.history, state.best_epoch, best, True
+        s.best_key = tuple(state.best_key) if state.best_key is not None else None
+        s.bad_epochs = state.bad_epochs
+        stopped = state.done and state.epoch < self.cfg.epochs and self.cfg.patience > 0 and \
+            state.bad_epochs >= self.cfg.patience
+        return self.cfg.epochs if stopped or state.epoch >= self.cfg.epochs else state.epoch

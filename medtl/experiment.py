@@ -1,0 +1,224 @@
+"""One training run, from a configuration to a finished run directory: start a new run, or resume one that was
+interrupted (refused when its config or data no longer match what was checkpointed)."""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .analysis.autocut import AutoCut, estimate_cut
+from .config import TrainConfig, resume_refused
+from .data import ImageDataset, Preprocess
+from .errors import ConfigError, DataError, MedtlWarning
+from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
+from .model import Classifier
+from .resolve import load_data, make_strategy, model_weights, resolve_device
+from .rundir import RunDir, data_fingerprint
+from .strategies import Strategy
+from .training import Trainer, predict, seed_everything
+
+log = logging.getLogger("medtl")
+
+
+@dataclass
+class RunResult:
+    """What a training run returns: test metrics (plus validation metrics of the selected epoch), the model."""
+
+    metrics: dict
+    model: Classifier
+    run_dir: Path
+
+
+@dataclass
+class Prepared:
+    """A configuration resolved into what training needs; nothing is written yet."""
+
+    cfg: TrainConfig
+    device: torch.device
+    generator: torch.Generator
+    data: ImageDataset
+    strategy: Strategy
+    autocut: AutoCut | None
+
+
+def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
+    """Validate, seed, load the data and resolve the strategy (and ``--cut auto``), before any file is created, so
+    bad input leaves no half-made run directory."""
+    cfg = cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    generator = seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    strategy = make_strategy(cfg)
+    data = load_data(cfg)
+    autocut = None
+    if cfg.cut == "auto":  # estimate the cut from one forward pass; config.yaml records the pick
+        metric = cfg.select if cfg.select in ("auroc", "auprc") else "auroc"
+        autocut = estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), metric=metric)
+        if verbose:
+            log.info(autocut.table())
+        strategy = strategy.with_params(cut=autocut.pick)
+        cfg = replace(cfg, cut=autocut.pick)
+    elif cfg.strategy == "truncated" and cfg.cut is None:  # record the default cut that is trained
+        cfg = replace(cfg, cut=strategy.cut)
+    return Prepared(cfg, device, generator, data, strategy, autocut)
+
+
+def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = True) -> RunResult:
+    """Train a new run: in ``run_dir`` (a grid's fixed name) or a new timestamped directory under ``cfg.out``."""
+    p = prepare(cfg, verbose)
+    model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=model_weights(p.cfg),
+                             in_chans=p.data.in_chans, image_size=p.cfg.image_size, head=p.cfg.head,
+                             classes=p.data.classes, task=p.data.task)
+    if run_dir is not None:
+        run = RunDir.at(run_dir)
+    else:
+        name = p.cfg.name or (f"{Path(p.data.name).stem}-{p.cfg.backbone}-{p.strategy.name}-{model.spec.cut}"
+                              f"-s{p.cfg.seed}")
+        run = RunDir.create(p.cfg.out, name)
+    with run.lock():
+        run.save_config(p.cfg)
+        if p.data.skipped:
+            report_skipped(p.data, run)
+        if p.autocut is not None:
+            run.write_json(RunDir.AUTOCUT, p.autocut.to_dict())
+        return _fit(p, model, run, None, verbose)
+
+
+def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = True) -> RunResult:
+    """Continue an interrupted run from its last checkpoint (a finished one only writes its artefacts again).
+
+    ``overrides`` may extend ``epochs`` or ``patience``, or change run-only options (threads, device, ...); any other
+    option would make the result depend on when the run was interrupted, so it is refused. The checkpoint's
+    fingerprints of the config and of the data must match: an edited ``config.yaml`` or changed data is refused."""
+    run = RunDir(run_dir)
+    if not run.started:
+        raise ConfigError(f"{run.path} is not a medtl run directory (no {RunDir.CONFIG}); nothing to resume.")
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    refused = resume_refused(overrides)
+    if refused:
+        raise ConfigError(f"--resume continues {run.path} as it was configured; {', '.join(refused)} cannot change "
+                          "mid-run (only --epochs, --patience and run options such as --threads can). Start a new run "
+                          f"with `medtl train --config {run / RunDir.CONFIG}` and the new options instead.")
+    with run.lock():
+        if not run.resumable:
+            raise ConfigError(f"{run.path} stopped before its first checkpoint, so there is nothing to resume from; "
+                              f"start it again with `medtl train --config {run / RunDir.CONFIG}`.")
+        saved = run.load_config()
+        cfg = replace(saved, **overrides)
+        state, best = run.load_checkpoint()
+        changed = _changed_options(state.config, cfg)
+        if changed:
+            raise ConfigError(f"{run / RunDir.CONFIG} no longer matches the checkpoint it would resume: "
+                              f"{'; '.join(changed)}. Restore the file, or start a new run with these options.")
+        run.remove_partial_writes()
+        p = prepare(cfg, verbose)
+        fingerprint = data_fingerprint(p.data)
+        if fingerprint != state.data:
+            differ = [s for s in fingerprint if fingerprint[s] != state.data.get(s)]
+            raise DataError(f"the data of {run.path} ({cfg.data}) changed since it was checkpointed: the "
+                            f"{', '.join(differ)} split(s) hold other images or labels. Resuming would mix two data "
+                            "sets; start a new run instead.")
+        if cfg != saved:
+            run.save_config(cfg)
+        # A resumed model takes every weight from the checkpoint: the pretrained ones need not (and must not) be read.
+        model = p.strategy.build(cfg.backbone, p.data.num_classes, weights="none", in_chans=p.data.in_chans,
+                                 image_size=cfg.image_size, head=cfg.head, classes=p.data.classes, task=p.data.task)
+        try:
+            model.load_state_dict(state.model)
+        except RuntimeError as e:
+            raise ConfigError(f"{run / RunDir.CHECKPOINT} holds another model than {run / RunDir.CONFIG} describes "
+                              f"({str(e).splitlines()[0]}); start a new run.") from e
+        return _fit(p, model, run, (state, best), verbose)
+
+
+def _changed_options(checkpointed: dict, cfg: TrainConfig) -> list[str]:
+    """The options (other than those a resume may change) whose value differs from the checkpoint's."""
+    may_change = {f.name for f in fields(TrainConfig) if f.metadata["resume"]}
+    now = cfg.identity()
+    return [f"{k}: {checkpointed.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(now) | set(checkpointed))
+            if k not in may_change and checkpointed.get(k) != now.get(k)]
+
+
+def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) -> RunResult:
+    try:
+        return _train(p, model, run, state, verbose)
+    except KeyboardInterrupt as e:
+        e.run = run.path if run.resumable else None  # what the command line offers to --resume
+        raise
+
+
+def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) -> RunResult:
+    if verbose:
+        log.info("run %s\n%s", run.path, describe(model, p.strategy, p.data))
+    fingerprints = {"config": p.cfg.identity(), "data": data_fingerprint(p.data)}
+    began = time.perf_counter()
+    fit = Trainer(p.cfg, p.device, verbose).fit(model, p.strategy, p.data, run, p.generator, resume=state,
+                                                fingerprints=fingerprints)
+    model.load_state_dict(fit.best_state)
+    metrics = finish(model, p.data, p.cfg, run, fit.history, fit.best_epoch, time.perf_counter() - began,
+                     fingerprints["data"])
+    if verbose:
+        log.info(summary(metrics))
+    return RunResult(metrics, model.cpu().eval(), run.path)
+
+
+def report_skipped(data: ImageDataset, run: RunDir) -> None:
+    """List the files --skip-bad-images left out, in ``skipped_files.txt`` and as a warning."""
+    path = run.write_skipped(data.skipped)
+    shown = "\n  ".join(data.skipped[:20]) + ("\n  ..." if len(data.skipped) > 20 else "")
+    warnings.warn(f"skipped {len(data.skipped)} unreadable image file(s) (listed in {path}):\n  {shown}",
+                  MedtlWarning, stacklevel=2)
+
+
+def describe(model: Classifier, strategy: Strategy, data: ImageDataset) -> str:
+    spec = model.spec
+    return (f"data {data.name}: {len(data.train)}/{len(data.val)}/{len(data.test)} images, {data.num_classes} classes "
+            f"({data.task}), {data.in_chans} channel(s)\nmodel {spec.backbone} cut at {spec.cut} ({strategy.name}), "
+            f"{count_parameters(model):,} parameters ({count_parameters(model, True):,} trainable), "
+            f"{spec.image_size} px, {spec.head} head")
+
+
+def score(model: Classifier, images: torch.Tensor, task: str, cfg: TrainConfig) -> np.ndarray:
+    """Class probabilities of the selected model, computed the one way a run and ``evaluate`` both use."""
+    spec = model.spec
+    plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
+    return predict(model, images, plain, task, channels_last=cfg.channels_last, precision=cfg.precision)[0]
+
+
+def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir, history: list[dict],
+           best_epoch: int, seconds: float, fingerprint: dict) -> dict:
+    """Evaluate the selected model once on the test split and write every artefact of the run."""
+    spec = model.spec
+    test_prob = score(model, data.test.images, data.task, cfg)
+    test = classification_metrics(data.test.labels.numpy(), test_prob, data.task, split="test")
+    best = next(row for row in history if row["epoch"] == best_epoch)
+    model.cpu()
+    metrics = {
+        **{f"test_{k}": v for k, v in test.items()},
+        **{k: v for k, v in best.items() if k.startswith("val_")},
+        "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"],
+        "parameters": count_parameters(model), "trainable_parameters": count_parameters(model, True),
+        "macs": count_macs(model, spec.in_chans, spec.image_size),
+        "train_seconds": seconds, "backbone": spec.backbone, "cut": spec.cut, "strategy": cfg.strategy,
+        "data": data.name, "seed": cfg.seed, "data_source": data.source,
+        "split_sizes": {name: len(data.split(name)) for name in ("train", "val", "test")},
+        "data_fingerprint": fingerprint,
+    }
+    run.write_history(history)
+    run.write_predictions(predictions_table(data.test.labels.numpy(), test_prob, data.task, data.classes))
+    run.save_model(model)
+    run.write_metrics(metrics)
+    return metrics
+
+
+def summary(metrics: dict) -> str:
+    return (f"test AUROC {metrics['test_auroc']:.4f}  AUPRC {metrics['test_auprc']:.4f}  "
+            f"accuracy {metrics['test_accuracy']:.4f}  balanced accuracy {metrics['test_balanced_accuracy']:.4f}  "
+            f"parameters {metrics['parameters']:,}  MACs {metrics['macs'] / 1e6:.1f}M  "
+            f"(best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s)")

@@ -1,0 +1,82 @@
+"""From a :class:`~medtl.config.TrainConfig` to what a run needs: the device, the data, the pretrained weights and the
+strategy. One place, below the API and the analyses, so that ``train``, ``--cut auto``, ``analyze reuse`` and the
+benchmarks resolve a configuration the same way."""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import torch
+
+from .backbones import get_spec
+from .backbones.weights import read_state_dict
+from .config import TrainConfig
+from .data import ImageDataset, load_dataset
+from .data.splits import resplit
+from .errors import ConfigError, DataError, MedtlWarning
+from .strategies import Strategy, get_strategy
+
+log = logging.getLogger("medtl")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} is not available here ({torch.cuda.device_count()} CUDA GPU(s)); use "
+                          "--device cpu or auto.")
+    return device
+
+
+def load_data(cfg: TrainConfig) -> ImageDataset:
+    """The data set exactly as ``cfg`` trains on it: the same source, split fractions, seed, resplit and skipped
+    files, so a run's splits can be drawn again (``medtl evaluate RUN`` scores the run's own test images)."""
+    data = load_dataset(cfg.data, root=cfg.data_root, image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.seed,
+                        skip_bad_images=cfg.skip_bad_images)
+    if cfg.resplit is not None:
+        data = resplit(data, tuple(cfg.split), cfg.resplit)
+    check_splits(data)
+    if len(data.train) < cfg.batch_size:
+        warnings.warn(f"the training split has {len(data.train)} images, fewer than the batch size {cfg.batch_size}; "
+                      f"each epoch is one batch of {len(data.train)}.", MedtlWarning, stacklevel=2)
+    return data
+
+
+def check_splits(data: ImageDataset) -> None:
+    """Fail before training when a split cannot be trained on or scored."""
+    if len(data.train) < 2:
+        raise DataError(f"{data.name}: the training split has {len(data.train)} image(s); training needs at least 2 "
+                        "(BatchNorm cannot learn from one).")
+    if data.task == "multilabel":
+        return
+    present = set(data.train.labels.unique().tolist())
+    missing = [data.classes[i] for i in range(data.num_classes) if i not in present]
+    if missing:
+        raise DataError(f"{data.name}: class(es) {missing} have no training images; add some or drop the class.")
+    for name in ("val", "test"):
+        if len(data.split(name).labels.unique()) < 2:
+            raise DataError(
+                f"{data.name}: the {name} split holds a single class, so AUROC/AUPRC are undefined; "
+                "give it images of every class (or let medtl make a stratified split)."
+            )
+
+
+def model_weights(cfg: TrainConfig) -> str | dict[str, torch.Tensor]:
+    """``--weights`` as the model builder takes it; a pickle file is read here, and only if the user trusts it."""
+    if cfg.trust_pickle and cfg.weights not in ("imagenet", "none", "random"):
+        return read_state_dict(cfg.weights, trust_pickle=True)
+    return cfg.weights
+
+
+def make_strategy(cfg: TrainConfig) -> Strategy:
+    """The configured strategy; ``truncated`` without a cut takes the backbone's default cut."""
+    cut = cfg.cut
+    if cfg.strategy == "truncated" and cut is None:
+        cut = get_spec(cfg.backbone).default_cut
+    return get_strategy(cfg.strategy, cut=cut, freeze_to=cfg.freeze_to,
+                        layer_decay=cfg.layer_decay, pretrained_lr_scale=cfg.pretrained_lr_scale,
+                        slim_from=cfg.slim_from, shrink=cfg.shrink, probe_epochs=cfg.probe_epochs)
