@@ -8,11 +8,15 @@ epoch as usual, with a note.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..data import Preprocess
 from ..model import Classifier
 from .device import eval_batch_size, to_device
+
+log = logging.getLogger("medtl")
 
 
 class PrefixCache:
@@ -44,8 +48,8 @@ class PrefixCache:
         used_mb = sum(f.numel() * f.element_size() for _, f in self.entries.values()) / 2**20
         if used_mb + need_mb > self.limit_mb:
             if self.verbose and split not in self.noted:
-                print(f"note: the frozen layers' {split} features need {need_mb:.0f} MiB, more than --cache-mb "
-                      f"{self.limit_mb:g} allows; they are computed every epoch instead.", flush=True)
+                log.info(f"note: the frozen layers' {split} features need {need_mb:.0f} MiB, more than --cache-mb "
+                      f"{self.limit_mb:g} allows; they are computed every epoch instead.")
                 self.noted.add(split)
             return None
         features = torch.cat([self._run(images[i:i + self.batch_size], prefix)
