@@ -13,7 +13,7 @@ import signal
 import sys
 import typing
 import warnings
-from dataclasses import MISSING, fields, replace
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from .config import TrainConfig, grid_refused, read_yaml
@@ -179,8 +179,7 @@ def _compare(args: argparse.Namespace) -> None:
     from .compare import compare
 
     cfg, out = _grid_config(args, "compare", "runs/compare", allowed_cut=True)
-    cuts = "auto" if cfg.cut == "auto" else args.cuts
-    result = compare(replace(cfg, cut=None), [s.strip() for s in args.strategies.split(",")], cuts=cuts,
+    result = compare(cfg, [s.strip() for s in args.strategies.split(",")], cuts=args.cuts,
                      seeds=_seeds(args.seeds) if args.resplits is None else [], resplits=args.resplits, out=out,
                      select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose)
     print("\n".join(str(f) for f in result.files))

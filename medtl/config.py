@@ -162,6 +162,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Every value within its field's choices and range, before anything is loaded or created."""
+        if isinstance(self.batch_size, int) and self.batch_size < 2:
+            raise ConfigError("batch_size must be at least 2: BatchNorm cannot train on batches of one image.")
         for f in fields(self):
             check_value(f.name, getattr(self, f.name), f.metadata)
         if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or self.split[0] <= 0:

@@ -65,7 +65,7 @@ class ModelSpec:
         extra, missing = set(values) - names, {f.name for f in fields(cls) if f.default is MISSING and
                                                 f.default_factory is MISSING} - set(values)
         if extra or missing:
-            raise ConfigError(f"{source} is not a medtl model description: "
+            raise ConfigError(f"{source} is not a valid medtl model description: "
                               f"{'unknown keys ' + ', '.join(sorted(extra)) if extra else ''}"
                               f"{'; ' if extra and missing else ''}"
                               f"{'missing keys ' + ', '.join(sorted(missing)) if missing else ''}.")

@@ -195,7 +195,8 @@ def test_lp_ft_probes_with_frozen_statistics_then_fine_tunes_everything():
     assert not torch.equal(before["blocks.3.0.bn1.running_mean"], model.trunk.state_dict()["blocks.3.0.bn1.running_mean"])
 
 
-def test_prefix_cache_matches_the_trunk_and_respects_its_bound(capsys):
+def test_prefix_cache_matches_the_trunk_and_respects_its_bound(caplog):
+    caplog.set_level("INFO", logger="medtl")
     from medtl.data import Preprocess
     from medtl.training.cache import PrefixCache
 
@@ -212,7 +213,7 @@ def test_prefix_cache_matches_the_trunk_and_respects_its_bound(capsys):
         assert torch.allclose(model(features, prefix), model(plain(images)), atol=1e-5)
     assert cache.get("val", images, 0) is None
     assert PrefixCache(model, plain, limit_mb=1e-4).get("train", images, prefix) is None
-    assert "computed every epoch" in capsys.readouterr().out
+    assert "computed every epoch" in caplog.text
 
 
 @pytest.mark.slow

@@ -38,8 +38,8 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
     ``workers`` runs at a time, and write ``configurations.{md,csv}``, ``table.{md,csv}``, ``runs.csv`` and the
     figures to ``out``."""
     out = make_dir(out)
-    if cuts == "auto":
-        cuts = [estimate_axis(base, out, select)]
+    if cuts == "auto" or base.cut == "auto":
+        cuts, base = [estimate_axis(base, out, select)], replace(base, cut=None)
     if workers > 1 and base.threads is None:  # share the cores instead of every run taking all of them
         base = replace(base, threads=max(1, (os.cpu_count() or 1) // workers))
     runs = build_grid(base.validate(), strategies, cuts, list(seeds), resplits, out)

@@ -49,7 +49,7 @@ class PrefixCache:
         if used_mb + need_mb > self.limit_mb:
             if self.verbose and split not in self.noted:
                 log.info(f"note: the frozen layers' {split} features need {need_mb:.0f} MiB, more than --cache-mb "
-                      f"{self.limit_mb:g} allows; they are computed every epoch instead.")
+                         f"{self.limit_mb:g} allows; they are computed every epoch instead.")
                 self.noted.add(split)
             return None
         features = torch.cat([self._run(images[i:i + self.batch_size], prefix)

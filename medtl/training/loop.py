@@ -304,7 +304,8 @@ class Trainer:
         key = (-row["val_loss"], 0.0) if select == "loss" else (row[f"val_{select}"], -row["val_loss"])
         if s.best_key is None or key > s.best_key:
             s.best_key, s.bad_epochs, s.best_epoch = key, 0, row["epoch"]
-            s.best_state = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
+            s.best_state = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+                            for k, v in s.model.state_dict().items()}
             s.best_saved = False
         else:
             s.bad_epochs += 1
