@@ -90,12 +90,13 @@ def test_best_configurations_are_chosen_on_validation_not_test():
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::medtl.errors.MedtlWarning")  # one epoch on 32 px may well be at chance
 def test_compare_resumes_only_what_is_missing(tmp_path, monkeypatch):
-    import medtl.compare as cmp
+    import medtl.experiment as experiment
 
     calls = []
-    real_train = cmp.train
-    monkeypatch.setattr(cmp, "train", lambda *a, **k: calls.append(k.get("run_dir") or k.get("resume")) or
-                        real_train(*a, **k))
+    real_start, real_resume = experiment.start, experiment.resume
+    monkeypatch.setattr(experiment, "start", lambda cfg, run_dir, verbose: calls.append(run_dir) or
+                        real_start(cfg, run_dir, verbose))
+    monkeypatch.setattr(experiment, "resume", lambda run_dir, **k: calls.append(run_dir) or real_resume(run_dir, **k))
     first = compare(TINY, ["truncated", "linear"], cuts="blocks.1", seeds=[0], out=tmp_path, plots=True)
     assert len(calls) == 2 and len(first.records) == 2
     assert {p.name for p in tmp_path.iterdir()} >= {"table.md", "table.csv", "configurations.csv", "runs.csv",
