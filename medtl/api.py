@@ -21,6 +21,7 @@ from .data.splits import resplit
 from .errors import ConfigError, DataError, MedtlWarning
 from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
 from .model import Classifier, build_classifier
+from .report import report_after
 from .strategies import Strategy, get_strategy
 from .training import CHECKPOINT, Trainer, load_checkpoint, predict, seed_everything
 
@@ -203,6 +204,7 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run_dir: Pat
                                                                   data.classes))
     save_model(model, run_dir)
     write_json(run_dir / "metrics.json", metrics)
+    report_after(run_dir)
     return metrics
 
 

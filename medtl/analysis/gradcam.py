@@ -123,7 +123,7 @@ def explain(runs: list[str | Path], *, images: int = 4, split: str = "test", lay
     raw = chosen.float_images(pick)
     labels = chosen.labels[pick]
     out_images, out_maps, probs, targets, titles = [], [], [], [], []
-    for path in paths:
+    for path, config in zip(paths, configs):
         model = load_model(path)
         spec = model.spec
         if spec.classes and data.classes != spec.classes:
@@ -136,7 +136,7 @@ def explain(runs: list[str | Path], *, images: int = 4, split: str = "test", lay
         out_images.append(shown[:, 0].numpy() if shown.shape[1] == 1 else shown.movedim(1, -1).numpy())
         probs.append(p.gather(1, chosen_class.view(-1, 1))[:, 0].numpy())
         targets.append(chosen_class.numpy())
-        titles.append(_title(path, spec))
+        titles.append(_title(config, spec))
     return Explanation([str(p) for p in paths], titles, pick.numpy(), labels.numpy(), out_images, out_maps,
                        np.stack(probs), np.stack(targets), list(data.classes), split, layer)
 
@@ -161,17 +161,17 @@ def _pick(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     return torch.tensor(picked)
 
 
-def _title(run: Path, spec) -> str:
-    """The paper's short name of the run's strategy with its cut, else the directory name."""
-    import json
-
+def _title(config: TrainConfig, spec) -> str:
+    """The paper's short name of the run's strategy with its point on the cut axis (TTL's cut, LWFT's last frozen
+    layer, TF's last pretrained one), as the paper labels its columns."""
     from ..compare.summary import PAPER_NAMES
 
-    metrics = run / "metrics.json"
-    strategy = json.loads(metrics.read_text()).get("strategy") if metrics.is_file() else None
-    if strategy is None:
-        return run.name
-    return f"{PAPER_NAMES.get(strategy, strategy)} ({spec.cut})"
+    name = PAPER_NAMES.get(config.strategy, config.strategy)
+    if config.strategy == "lwft" and config.freeze_to:
+        return f"{name} (frozen to {config.freeze_to})"
+    if config.strategy == "transfusion" and config.slim_from:
+        return f"{name} (slim after {config.slim_from})"
+    return name if config.strategy == "full" else f"{name} ({spec.cut})"
 
 
 def write_explanation(result: Explanation, out: str | Path) -> tuple[Path, Path]:
@@ -202,6 +202,9 @@ def plot_explanation(result: Explanation, path: Path) -> None:
             ax = axes[i, r + 1]
             ax.imshow(result.images[r][i], cmap="gray", vmin=0, vmax=1)
             ax.imshow(result.maps[r][i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            if not result.maps[r][i].any():  # say so, rather than leave a uniform colour to be misread
+                ax.text(0.5, 0.5, "no positive\nevidence", transform=ax.transAxes, ha="center", va="center",
+                        fontsize=8, color="white")
             ax.set_xlabel(f"p({_class_name(result, result.targets[r, i])}) = {result.probs[r, i]:.2f}", fontsize=7,
                           labelpad=2)
     for ax in axes.flat:

@@ -16,6 +16,7 @@ from ..api import train
 from ..artifacts import atomic_write, load_model, write_csv, write_json
 from ..config import TrainConfig
 from ..evaluation import latency_ms
+from ..report import report_after
 from ..training import CHECKPOINT
 from .grid import GridRun, build_grid, cut_points
 from .summary import best_on_validation, markdown, paper_rows, summarise
@@ -60,6 +61,7 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
         order = [c for c, _ in cut_points(base.backbone, "all")]
         files += [plot_cuts(rows, order, out / "cuts.png"), plot_boxes(table, records, out / "boxes.png")]
     print(markdown(table, "method", select), flush=True)
+    report_after(out)
     return CompareResult(rows, table, records, files)
 
 

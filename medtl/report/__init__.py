@@ -7,10 +7,11 @@ shows what a run recorded and says what it did not.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from ..artifacts import atomic_write
-from ..errors import ConfigError
+from ..errors import ConfigError, MedtlWarning
 
 REPORT = "report.html"
 TEMPLATE = "template.html.j2"
@@ -62,3 +63,14 @@ def write_report(directory: str | Path) -> Path:
     path = directory / REPORT
     atomic_write(path, render(build(directory)))
     return path
+
+
+def report_after(directory: str | Path) -> Path | None:
+    """The report that ``train``, ``compare`` and ``search`` write when they finish; without matplotlib or jinja2 a
+    warning instead of an error, since the results themselves are already written."""
+    try:
+        require()
+    except ConfigError as e:
+        warnings.warn(f"no report.html: {e}", MedtlWarning, stacklevel=2)
+        return None
+    return write_report(directory)
