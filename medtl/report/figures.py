@@ -29,7 +29,7 @@ def embed(path: Path) -> str:
 
 
 @contextmanager
-def figure(*args, **kwargs):
+def canvas(*args, **kwargs):
     """A styled figure whose PNG data URI is left in the yielded holder's ``uri`` once the block ends."""
     plt = _pyplot()
     with plt.rc_context(STYLE):
@@ -65,7 +65,7 @@ def roc_pr(curves: Sequence[Curve]) -> str:
     """ROC and precision-recall curves side by side; the legend gives each group's mean AUROC / AUPRC (± std over
     its curves, e.g. seeds)."""
     groups = list(dict.fromkeys(c.group for c in curves))
-    with figure(1, 2, figsize=(9.6, 4.2)) as f:
+    with canvas(1, 2, figsize=(9.6, 4.2)) as f:
         roc_ax, pr_ax = f.axes
         colours = _colours(len(groups))
         for group, colour in zip(groups, colours):
@@ -110,7 +110,7 @@ def confusion(matrix: np.ndarray, classes: list[str], title: str = "Confusion ma
     k = len(classes)
     share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     size = min(8.0, 2.6 + 0.55 * k)
-    with figure(figsize=(size + 0.8, size)) as f:
+    with canvas(figsize=(size + 0.8, size)) as f:
         ax = f.axes
         image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         ax.grid(False)
@@ -135,7 +135,7 @@ def _wrap(name: str, width: int = 10) -> str:
 def reliability(bins: list[dict], ece: float, multilabel: bool = False) -> str:
     """Accuracy against confidence per bin (a calibrated model lies on the diagonal) over a histogram of the
     confidences; the gap bars show where it is over- or under-confident."""
-    with figure(2, 1, figsize=(4.8, 5.0), gridspec_kw={"height_ratios": [3, 1]}, sharex=True) as f:
+    with canvas(2, 1, figsize=(4.8, 5.0), gridspec_kw={"height_ratios": [3, 1]}, sharex=True) as f:
         ax, hist = f.axes
         centres = [(b["low"] + b["high"]) / 2 for b in bins]
         width = bins[0]["high"] - bins[0]["low"] if bins else 0.1
@@ -159,7 +159,7 @@ def history(rows: list[dict], best_epoch: int | None) -> str:
     marked."""
     epochs = [r["epoch"] for r in rows]
     metrics = [k for k in ("val_auroc", "val_auprc", "val_accuracy") if k in rows[0]]
-    with figure(1, 3, figsize=(11.5, 3.4)) as f:
+    with canvas(1, 3, figsize=(11.5, 3.4)) as f:
         loss, quality, lr = f.axes
         for key, label in (("train_loss", "train"), ("val_loss", "validation")):
             if key in rows[0]:
@@ -186,7 +186,7 @@ def tradeoff(rows: list[dict], table: list[dict]) -> str:
     axes_keys = [a for a in axes_keys if all(r.get(a[0]) is not None for r in rows)]
     strategies = list(dict.fromkeys(r["strategy"] for r in rows))
     labelled = {(t["strategy"], t["cut"]): t["method"] for t in table}
-    with figure(1, len(axes_keys), figsize=(4.0 * len(axes_keys), 3.9), squeeze=False, sharey=True) as f:
+    with canvas(1, len(axes_keys), figsize=(4.0 * len(axes_keys), 3.9), squeeze=False, sharey=True) as f:
         for ax, (key, label, log) in zip(f.axes[0], axes_keys):
             for strategy, colour in zip(strategies, _colours(len(strategies))):
                 own = [r for r in rows if r["strategy"] == strategy]

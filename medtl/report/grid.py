@@ -20,12 +20,12 @@ KNOWN = {"method", "strategy", "cut", "level", "runs", "stage", "picked", "param
 
 
 def summary_table(rows: list[dict], first: str, caption: str, picked: str | None = None) -> dict:
-    """The paper's table (``first`` = ``method``) or one row per configuration (``strategy``); columns a newer
-    medtl adds (e.g. ``p_vs_full``) are shown after the known ones."""
+    """The paper's table (``first`` = ``method``), one row per configuration (``strategy``) or a search's
+    candidates (``stage``, the ``picked`` cut highlighted); columns a newer medtl adds (e.g. ``p_vs_full``) are
+    shown after the known ones."""
     extra = [k for k in rows[0] if k not in KNOWN] if rows else []
     header = [first.replace("_", " "), "cut", "runs", "test AUROC", "test AUPRC", "accuracy", "val AUROC", "val AUPRC",
               "trainable P (M)", "P (M)", "MACs (M)", "T (ms)"] + [k.replace("_", " ") for k in extra]
-    best = max((r.get("test_auroc_mean") or 0 for r in rows), default=None)
     body, keys = [], []
     for r in rows:
         name = r[first] if first != "strategy" else PAPER_NAMES.get(r["strategy"], r["strategy"])
@@ -35,7 +35,7 @@ def summary_table(rows: list[dict], first: str, caption: str, picked: str | None
                      millions(r.get("macs"), 1), pm(r, "latency_ms", 2)] + [fmt(r[k]) for k in extra])
         keys.append([None, None, None, "test_auroc", "test_auprc", "test_accuracy", "val_auroc", "val_auprc", None,
                      None, None, None] + extra)
-    highlight = [r["cut"] == picked if picked else r.get("test_auroc_mean") == best for r in rows]
+    highlight = [picked is not None and r["cut"] == picked for r in rows]
     return table(header, body, caption=caption, keys=keys, highlight=highlight)
 
 
@@ -107,7 +107,7 @@ def grid_page(directory: Path) -> dict:
         section("The table", summary_table(paper, "method", "The paper's rows: -1 the best block-level "
                                                              "configuration, -2 the best over every cut, both chosen on "
                                                              "mean validation metrics only; mean ± std over the "
-                                                             "repeats. Highlighted: the best test AUROC.")),
+                                                             "repeats.")),
         section("Accuracy against cost", figure(figures.tradeoff(rows, paper), "Test AUROC (mean ± std) of every "
                                                 "configuration against its trainable parameters, MACs and CPU latency "
                                                 "(batch 1, one thread); the table's rows are labelled.",
