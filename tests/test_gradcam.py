@@ -54,7 +54,7 @@ def test_maps_peak_inside_the_patch_that_decides_the_class(patch_run):
     run, corners = patch_run
     assert run.metrics["test_auroc"] > 0.95  # the model found the cue; otherwise there is nothing to localise
     model, x, labels = _test_batch(run)
-    maps, probs = gradcam(model, x, labels)
+    maps, _ = gradcam(model, x, labels)
     assert maps.shape == (len(x), SIZE, SIZE) and float(maps.min()) >= 0 and float(maps.max()) <= 1
     peaks = [np.unravel_index(int(m.argmax()), m.shape) for m in maps]
     margin = 2  # pixels: the maps are 8 x 8 cells of 4 px, upsampled
