@@ -52,13 +52,25 @@ class _Holder:
     uri: str = ""
 
 
+# One colour per strategy on every page: TTL, LWFT and TF take the colours of the cut curve (plot_cuts draws them
+# in this order with matplotlib's cycle), the references the grey of its lines.
+STRATEGY_COLOURS = {"truncated": "C0", "lwft": "C1", "transfusion": "C2", "full": "0.25", "linear": "0.6",
+                    "scratch": "C4", "llrd": "C5", "lp-ft": "C6"}
+
+
+def colour(strategy: str) -> str:
+    return STRATEGY_COLOURS.get(strategy, "C7")
+
+
 @dataclass
 class Curve:
-    """One ROC/PR curve: 0/1 ``targets`` and ``scores``; curves of one ``group`` share a colour and a legend entry."""
+    """One ROC/PR curve: 0/1 ``targets`` and ``scores``; curves of one ``group`` share a colour (``colour``, else
+    the next of the cycle) and a legend entry."""
 
     group: str
     targets: np.ndarray
     scores: np.ndarray
+    colour: str | None = None
 
 
 def roc_pr(curves: Sequence[Curve]) -> str:
@@ -67,9 +79,12 @@ def roc_pr(curves: Sequence[Curve]) -> str:
     groups = list(dict.fromkeys(c.group for c in curves))
     with canvas(1, 2, figsize=(9.6, 4.2)) as f:
         roc_ax, pr_ax = f.axes
-        colours = _colours(len(groups))
-        for group, colour in zip(groups, colours):
+        used: list = []
+        for group, cycled in zip(groups, _colours(len(groups))):
             own = [c for c in curves if c.group == group]
+            shade = own[0].colour or cycled
+            style = "--" if shade in used else "-"  # e.g. TTL-2 after TTL-1: the same strategy, dashed
+            used.append(shade)
             rocs, prs = [], []
             for i, c in enumerate(own):
                 fpr, tpr, _ = roc_curve(c.targets, c.scores)
@@ -77,10 +92,10 @@ def roc_pr(curves: Sequence[Curve]) -> str:
                 rocs.append(auc(fpr, tpr))
                 prs.append(average_precision_score(c.targets, c.scores))
                 width, alpha = (1.8, 1.0) if len(own) == 1 else (1.2, 0.7)
-                roc_ax.plot(fpr, tpr, color=colour, linewidth=width, alpha=alpha,
+                roc_ax.plot(fpr, tpr, color=shade, linestyle=style, linewidth=width, alpha=alpha,
                             label=f"{group} ({_pm(rocs)})" if i == len(own) - 1 else None)
-                pr_ax.step(recall, precision, where="post", color=colour, linewidth=width, alpha=alpha,
-                           label=f"{group} ({_pm(prs)})" if i == len(own) - 1 else None)
+                pr_ax.step(recall, precision, where="post", color=shade, linestyle=style, linewidth=width,
+                           alpha=alpha, label=f"{group} ({_pm(prs)})" if i == len(own) - 1 else None)
         roc_ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1)
         if len(groups) == 1 and len(curves) == 1:
             prevalence = float(np.mean(curves[0].targets))
@@ -181,28 +196,38 @@ def history(rows: list[dict], best_epoch: int | None) -> str:
 def tradeoff(rows: list[dict], table: list[dict]) -> str:
     """Test AUROC (mean ± std over repeats) against trainable parameters, MACs and CPU latency, one point per
     configuration, coloured by strategy; the rows of the paper's table are labelled."""
-    axes_keys = [("trainable_parameters", "trainable parameters", True), ("macs", "MACs", True),
-                 ("latency_ms_mean", "CPU latency per image (ms)", False)]
+    axes_keys = [("trainable_parameters", "trainable parameters (M)", 1e6), ("macs", "MACs (M)", 1e6),
+                 ("latency_ms_mean", "CPU latency per image (ms)", None)]
     axes_keys = [a for a in axes_keys if all(r.get(a[0]) is not None for r in rows)]
     strategies = list(dict.fromkeys(r["strategy"] for r in rows))
     labelled = {(t["strategy"], t["cut"]): t["method"] for t in table}
     with canvas(1, len(axes_keys), figsize=(4.0 * len(axes_keys), 3.9), squeeze=False, sharey=True) as f:
-        for ax, (key, label, log) in zip(f.axes[0], axes_keys):
-            for strategy, colour in zip(strategies, _colours(len(strategies))):
+        for ax, (key, label, unit) in zip(f.axes[0], axes_keys):
+            for strategy in strategies:
                 own = [r for r in rows if r["strategy"] == strategy]
-                ax.errorbar([r[key] for r in own], [r["test_auroc_mean"] for r in own],
-                            yerr=[r["test_auroc_std"] for r in own], fmt="o", color=colour, markersize=4.5,
-                            capsize=2, linewidth=1, label=PAPER_NAMES.get(strategy, strategy))
-                for r in own:
+                xs = [r[key] / (unit or 1) for r in own]
+                ax.errorbar(xs, [r["test_auroc_mean"] for r in own], yerr=[r["test_auroc_std"] for r in own],
+                            fmt="o", color=colour(strategy), markersize=4.5, capsize=2, linewidth=1,
+                            label=PAPER_NAMES.get(strategy, strategy))
+                for x, r in zip(xs, own):
                     if (r["strategy"], r["cut"]) in labelled:
-                        ax.annotate(labelled[(r["strategy"], r["cut"])], (r[key], r["test_auroc_mean"]),
+                        ax.annotate(labelled[(r["strategy"], r["cut"])], (x, r["test_auroc_mean"]),
                                     textcoords="offset points", xytext=(4, 4), fontsize=7.5)
-            if log:
+            if unit:  # counts span orders of magnitude between shallow cuts and the full model
                 ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(_plain())
+                ax.xaxis.set_minor_formatter(_plain())
             ax.set(xlabel=label)
         f.axes[0][0].set_ylabel("test AUROC")
         f.axes[0][-1].legend(loc="lower right", fontsize=7.5)
     return f.uri
+
+
+def _plain():
+    """Log-axis tick labels as plain numbers (0.1, 1, 10), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _: f"{v:g}")
 
 
 def cut_curve(rows: list[dict], order: list[str]) -> str:

@@ -45,7 +45,7 @@ def cut_figure(rows: list[dict], backbone: str | None, caption: str) -> dict | N
         return None
     order = [c for c, _ in cut_points(backbone, "all")]
     return figure(figures.cut_curve([r for r in rows if r.get("cut") in order or r.get("cut") is None], order),
-                  caption, "metrics against the cut point")
+                  caption, "metrics against the cut point", size="natural")
 
 
 def seed_curves(directory: Path, table_rows: list[dict], records: list[dict]) -> dict | None:
@@ -59,7 +59,7 @@ def seed_curves(directory: Path, table_rows: list[dict], records: list[dict]) ->
                 pairs_ = read_predictions(path).one_vs_rest()
                 targets = np.concatenate([p[1] for p in pairs_])
                 scores = np.concatenate([p[2] for p in pairs_])
-                curves.append(figures.Curve(t["method"], targets, scores))
+                curves.append(figures.Curve(t["method"], targets, scores, figures.colour(t["strategy"])))
     if not curves:
         return None
     return figure(figures.roc_pr(curves), "Test ROC and precision–recall curves, one line per seed (repeat) of each "
