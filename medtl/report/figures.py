@@ -131,8 +131,8 @@ def confusion(matrix: np.ndarray, classes: list[str], title: str = "Confusion ma
         ax.grid(False)
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, f"{matrix[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=9 if k < 6 else 7,
-                        color="white" if share[i, j] > 0.55 else "0.1")
+                ax.text(j, i, f"{matrix[i, j]}\n{share[i, j]:.0%}", ha="center", va="center",
+                        fontsize=9 if k < 6 else 7, color="white" if share[i, j] > 0.55 else "0.1")
         names = [_wrap(c) for c in classes]
         ax.set_xticks(range(k), names, rotation=0 if k < 4 else 45, ha="center" if k < 4 else "right")
         ax.set_yticks(range(k), names)
@@ -216,18 +216,23 @@ def tradeoff(rows: list[dict], table: list[dict]) -> str:
             if unit:  # counts span orders of magnitude between shallow cuts and the full model
                 ax.set_xscale("log")
                 ax.xaxis.set_major_formatter(_plain())
-                ax.xaxis.set_minor_formatter(_plain())
+                ax.xaxis.set_minor_formatter(_plain(minor=True))
             ax.set(xlabel=label)
         f.axes[0][0].set_ylabel("test AUROC")
         f.axes[0][-1].legend(loc="lower right", fontsize=7.5)
     return f.uri
 
 
-def _plain():
-    """Log-axis tick labels as plain numbers (0.1, 1, 10), not powers of ten."""
-    from matplotlib.ticker import FuncFormatter
+def _plain(minor: bool = False):
+    """Log-axis tick labels as plain numbers (0.1, 1, 10), not powers of ten; minor ticks are labelled only where
+    the axis spans less than a decade (matplotlib's rule), else they would crowd."""
+    from matplotlib.ticker import LogFormatter
 
-    return FuncFormatter(lambda v, _: f"{v:g}")
+    class Plain(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:g}"
+
+    return Plain(labelOnlyBase=not minor)
 
 
 def cut_curve(rows: list[dict], order: list[str]) -> str:

@@ -104,10 +104,9 @@ def grid_page(directory: Path) -> dict:
     data = read_json(first[0] / RUN_METRICS).get("data", "?") if first else "?"
     repeats = max((r["runs"] for r in rows), default=0)
     sections = [
-        section("The table", summary_table(paper, "method", "The paper's rows: -1 the best block-level "
-                                                             "configuration, -2 the best over every cut, both chosen on "
-                                                             "mean validation metrics only; mean ± std over the "
-                                                             "repeats.")),
+        section("The table", summary_table(paper, "method", "The paper's rows: -1 the best block-level configuration, "
+                                           "-2 the best over every cut, both chosen on mean validation metrics only; "
+                                           "mean ± std over the repeats.")),
         section("Accuracy against cost", figure(figures.tradeoff(rows, paper), "Test AUROC (mean ± std) of every "
                                                 "configuration against its trainable parameters, MACs and CPU latency "
                                                 "(batch 1, one thread); the table's rows are labelled.",
@@ -139,9 +138,9 @@ def search_page(directory: Path) -> dict:
                                    ("stage 2 searched", ", ".join(result.get("stage_two") or []) or "–"),
                                    *[(k.replace("_", " "), v) for k, v in cost.items()]])),
         section("Candidates", summary_table(rows, "stage", caption, picked=result.get("pick"))),
-        section("Against the cut point", cut_figure(rows, config.get("backbone"), "Test AUROC/AUPRC of TruncatedTL "
-                                                    "at every candidate cut (mean ± std band), trainable parameters as "
-                                                    "bars.")),
+        section("Against the cut point", cut_figure(rows, config.get("backbone"), "Test AUROC/AUPRC of "
+                                                    "TruncatedTL at every candidate cut (mean ± std band), trainable "
+                                                    "parameters as bars.")),
         section("Runs", run_links(directory)),
         section("Analyses", *analysis_blocks(directory)),
         *shared_sections(directory),
