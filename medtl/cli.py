@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "gradcam.npz): one column per run, one row per image")
     explain.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories trained on the same data")
     explain.add_argument("--images", type=int, default=4, help="images explained (default: 4, classes in turn)")
-    explain.add_argument("--split", default="test", choices=("train", "val", "test"), help="their split (default: test)")
+    explain.add_argument("--split", default="test", choices=("train", "val", "test"),
+                         help="their split (default: test)")
     explain.add_argument("--layer", help="trunk module whose output is explained (default: each model's cut)")
     explain.add_argument("--target", default="label", choices=("label", "pred"),
                          help="explain the true class or each model's predicted class (default: label)")
