@@ -116,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     reuse.add_argument("--weights", help="pretrained weights to compare with (default: those the run started from)")
     reuse.add_argument("--out", type=Path, help="where reuse.png and reuse.csv go (default: the run directory)")
 
+    explain = sub.add_parser("explain", help="Grad-CAM maps of one or more runs side by side (gradcam.png, "
+                             "gradcam.npz): one column per run, one row per image")
+    explain.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories trained on the same data")
+    explain.add_argument("--images", type=int, default=4, help="images explained (default: 4, classes in turn)")
+    explain.add_argument("--split", default="test", choices=("train", "val", "test"),
+                         help="their split (default: test)")
+    explain.add_argument("--layer", help="trunk module whose output is explained (default: each model's cut)")
+    explain.add_argument("--target", default="label", choices=("label", "pred"),
+                         help="explain the true class or each model's predicted class (default: label)")
+    explain.add_argument("--out", type=Path, help="output directory (default: the first run's directory)")
+
+    report = sub.add_parser("report", help="write a self-contained report.html for a run, a compare grid or a search")
+    report.add_argument("directory", type=Path, help="a run, `medtl compare` or `medtl search` output directory")
+
     sub.add_parser("backbones", help="list backbone names")
     sub.add_parser("strategies", help="list transfer strategies")
     return parser
@@ -203,6 +217,19 @@ def _analyze(args: argparse.Namespace) -> None:
     print("\n".join(str(f) for f in write_reuse(result, args.out or args.run)))
 
 
+def _explain(args: argparse.Namespace) -> None:
+    from .analysis.gradcam import explain, write_explanation
+
+    result = explain(args.runs, images=args.images, split=args.split, layer=args.layer, target=args.target)
+    print("\n".join(str(f) for f in write_explanation(result, args.out or args.runs[0])))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    print(write_report(args.directory))
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     import torch
 
@@ -285,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "train"
     if args.command is None:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "evaluate": _evaluate,
-                "cuts": _cuts, "backbones": _list, "strategies": _list}
+    handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "explain": _explain,
+                "report": _report, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list}
     logger = logging.getLogger("medtl")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)

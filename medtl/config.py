@@ -121,6 +121,8 @@ class TrainConfig:
                                    run_only=True)
     cache_mb: float = option(2048, "memory bound (MiB) for caching the output of frozen layers; 0 turns the cache "
                              "off", low=0.0, run_only=True)
+    report: bool = option(True, "write report.html at the end (a grid writes one for the whole grid, not one per run)",
+                          run_only=True)
     checkpoint_every: float = option(60.0, "seconds between checkpoints (one is also written at the end and when "
                                      "interrupted with Ctrl-C or SIGTERM); 0: after every epoch", low=0.0,
                                      run_only=True)

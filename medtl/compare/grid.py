@@ -64,7 +64,7 @@ def build_grid(base: TrainConfig, strategies: list[str], cuts: str | list[str], 
         for strategy in strategies:
             axis = STRATEGIES[strategy].cut_option
             for cut, level in (points if axis else [(None, None)]):
-                cfg = replace(_for_strategy(base, strategy), seed=repeat,
+                cfg = replace(_for_strategy(base, strategy), seed=repeat, report=False,
                               resplit=repeat if resplits is not None else base.resplit)
                 if axis:
                     cfg = replace(cfg, **{axis: cut})
