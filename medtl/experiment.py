@@ -210,7 +210,7 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
         "macs": count_macs(model, spec.in_chans, spec.image_size),
         "train_seconds": seconds, "backbone": spec.backbone, "cut": spec.cut, "strategy": cfg.strategy,
         "data": data.name, "seed": cfg.seed, "data_source": data.source,
-        "split_sizes": {name: len(data.split(name)) for name in ("train", "val", "test")},
+        "split_counts": split_counts(data),
         "data_fingerprint": fingerprint,
     }
     run.write_history(history)
@@ -218,6 +218,16 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
     run.save_model(model)
     run.write_metrics(metrics)
     return metrics
+
+
+def split_counts(data: ImageDataset) -> dict[str, dict[str, int]]:
+    """Images per class (multi-label: positives per label) in each split."""
+    out = {}
+    for name in ("train", "val", "test"):
+        labels = data.split(name).labels
+        counts = labels.sum(0) if data.task == "multilabel" else torch.bincount(labels, minlength=data.num_classes)
+        out[name] = {c: int(n) for c, n in zip(data.classes, counts.tolist())}
+    return out
 
 
 def summary(metrics: dict) -> str:
