@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,7 @@ import medtl
 from medtl.cli import main
 
 pytestmark = pytest.mark.slow
-FAST = dict(backbone="efficientnet_lite0", cut="blocks.2", image_size=32, epochs=2, batch_size=64, threads=2)
+FAST = {**conftest.FAST, "epochs": 2, "batch_size": 64, "threads": 2}
 ARTEFACTS = ["config.yaml", "history.csv", "metrics.json", "predictions_test.csv", "model.safetensors", "model.json",
              "checkpoint.pt"]
 
