@@ -150,6 +150,7 @@ def auto_run(tiny_npz, tmp_path_factory):
                        out=str(tmp_path_factory.mktemp("runs")))
 
 
+@pytest.mark.slow
 def test_train_with_cut_auto_records_the_estimate(auto_run):
     saved = json.loads((auto_run.run_dir / "autocut.json").read_text())
     assert len(saved["scores"]) == 18 and saved["pick"] == auto_run.metrics["cut"]

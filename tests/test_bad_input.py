@@ -207,6 +207,7 @@ def test_bad_input_in_a_real_process_exits_2_without_traceback(tmp_path: Path) -
     assert all(text in proc.stderr for text in expected), proc.stderr
 
 
+@pytest.mark.slow
 def test_messy_folder_trains_with_notes(tmp_path: Path, capsys) -> None:
     """Mixed sizes, bit depths and colour modes, two unreadable files, fewer images than a batch: the run goes
     through, the images are resized and converted, and every problem is reported."""

@@ -117,6 +117,7 @@ def test_compare_resumes_only_what_is_missing(tmp_path, monkeypatch, fake_clock)
     assert len(second.records) == 2
 
 
+@pytest.mark.slow
 def test_cut_auto_makes_the_estimate_the_cut_axis(tmp_path, monkeypatch):
     import medtl.analysis.autocut as autocut
 

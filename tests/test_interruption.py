@@ -72,6 +72,7 @@ def killed_and_resumed(tmp_path_factory) -> tuple[Path, Path]:
     return run_of(reference), run
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_uninterrupted_result(killed_and_resumed) -> None:
     reference, resumed = killed_and_resumed
     assert scores(resumed) == scores(reference)
@@ -80,6 +81,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(killed_and_resumed) -
     assert (resumed / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_finished_checkpoint_is_refinished_not_retrained(killed_and_resumed, capsys) -> None:
     """A run that ended (here: as if stopped early, since its config now allows more epochs) but lost its
     artefacts gets them written again from the checkpoint, without another epoch of training."""
@@ -109,6 +111,7 @@ def test_concurrent_runs_never_share_a_directory(tmp_path: Path) -> None:
     assert len(set(made)) == 40 and all(p.is_dir() and not any(p.iterdir()) for p in made)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
     real = loop.make_loss
 
@@ -127,6 +130,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     assert not (run / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_absurd_learning_rate_exits_2_with_advice(tmp_path: Path, capsys) -> None:
     args = ["--data", str(tiny_npz(tmp_path / "d.npz")), "--lr", "1e30", "--out", str(tmp_path), "--quiet"]
     assert main(["train", *args, *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]]) == 2
@@ -134,6 +138,7 @@ def test_absurd_learning_rate_exits_2_with_advice(tmp_path: Path, capsys) -> Non
     assert "NaN or infinite" in err and "lower --lr" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_chance_level_auroc_warns(tmp_path: Path) -> None:
     with pytest.warns(MedtlWarning, match=r"at chance level .* at the selected epoch .* wrong labels or normalisation"):
         medtl.train(data=str(tiny_npz(tmp_path / "d.npz", constant=True)), out=str(tmp_path), verbose=False,

@@ -54,6 +54,7 @@ def test_pickle_checkpoint_is_refused_without_the_trust_flag(pickled_backbone, t
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_pickle_checkpoint_loads_with_the_trust_flag(pickled_backbone, tmp_path: Path) -> None:
     path, model = pickled_backbone
     state = read_state_dict(path, trust_pickle=True)
