@@ -35,7 +35,7 @@ def medtl_train(*args: str) -> subprocess.Popen:
 
 
 def run_of(proc: subprocess.Popen) -> Path:
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=900)  # a guard against a hang, generous for a busy machine
     assert proc.returncode == 0, err
     return Path(out.splitlines()[0])
 
