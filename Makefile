@@ -1,11 +1,12 @@
-# Two entry points: `make demo` (train the built-in default) and `make test` (the test suite).
+# Two entry points: `make demo` (train the built-in default) and `make test` (the test suite, as CI runs it);
+# `make test-fast` leaves out the tests marked slow (every test that trains a model).
 # Both create .venv and install medtl into it; torch is pinned first so pip never fetches a newer build.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test benchmark clean
+.PHONY: install demo test test-fast benchmark clean
 
 $(BIN)/medtl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 benchmark: install
 	$(BIN)/python benchmarks/run.py --out benchmarks/results/latest

@@ -14,6 +14,7 @@ from .errors import DataError
 from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
 from .experiment import RunResult
 from .model import build_classifier
+from .report import report_after
 from .resolve import load_data
 from .rundir import RunDir, data_fingerprint, make_dir
 from .artifacts import write_csv, write_json
@@ -31,12 +32,19 @@ def train(config: TrainConfig | None = None, *, run_dir: str | Path | None = Non
             ``out``; a grid (``medtl compare``) uses it to find its runs again.
     """
     cfg = TrainConfig.from_dict({**(config or TrainConfig()).to_dict(), **options})
-    return experiment.start(cfg, run_dir, verbose)
+    return reported(experiment.start(cfg, run_dir, verbose))
 
 
 def resume(run: str | Path, *, verbose: bool = True, **options) -> RunResult:
     """Continue an interrupted run (``options`` may extend ``epochs``/``patience`` or change run-only options)."""
-    return experiment.resume(run, options, verbose)
+    return reported(experiment.resume(run, options, verbose))
+
+
+def reported(result: RunResult) -> RunResult:
+    """``report.html`` beside the run's artefacts, unless the run says ``report: false``."""
+    if result.config.report:
+        report_after(result.run_dir)
+    return result
 
 
 def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None = None, split: str = "test",

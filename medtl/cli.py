@@ -191,21 +191,27 @@ def _seeds(text: str) -> list[int]:
 
 def _compare(args: argparse.Namespace) -> None:
     from .compare import compare
+    from .report import report_after
 
     cfg, out = _grid_config(args, "compare", "runs/compare", allowed_cut=True)
     result = compare(cfg, [s.strip() for s in args.strategies.split(",")], cuts=args.cuts,
                      seeds=_seeds(args.seeds) if args.resplits is None else [], resplits=args.resplits, out=out,
                      select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose)
+    if cfg.report and (page := report_after(Path(out))):
+        result.files.append(page)
     print("\n".join(str(f) for f in result.files))
 
 
 def _search(args: argparse.Namespace) -> None:
+    from .report import report_after
     from .search import search
 
     cfg, out = _grid_config(args, "search", "runs/search", allowed_cut=True)
     result = search(cfg, seeds=_seeds(args.seeds), select=args.select_by, next_block=args.next_block,
                     auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose)
     print(result.table())
+    if cfg.report and (page := report_after(Path(out))):
+        result.files.append(page)
     print("\n".join(str(f) for f in result.files))
 
 

@@ -17,7 +17,6 @@ from .data import ImageDataset, Preprocess
 from .errors import ConfigError, DataError, MedtlWarning
 from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
 from .model import Classifier
-from .report import report_after
 from .resolve import load_data, make_strategy, model_weights, resolve_device
 from .rundir import RunDir, data_fingerprint
 from .strategies import Strategy
@@ -33,6 +32,7 @@ class RunResult:
     metrics: dict
     model: Classifier
     run_dir: Path
+    config: TrainConfig
 
 
 @dataclass
@@ -166,9 +166,7 @@ def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) ->
                      fingerprints["data"])
     if verbose:
         log.info(summary(metrics))
-    if p.cfg.report:
-        report_after(run.path)
-    return RunResult(metrics, model.cpu().eval(), run.path)
+    return RunResult(metrics, model.cpu().eval(), run.path, p.cfg)
 
 
 def report_skipped(data: ImageDataset, run: RunDir) -> None:

@@ -20,7 +20,6 @@ from .backbones import backbone_cuts, create_backbone
 from .compare import LocalExecutor, best_on_validation, build_grid, run_grid, summarise
 from .config import TrainConfig
 from .errors import ConfigError
-from .report import report_after
 from .rundir import make_dir
 
 log = logging.getLogger("medtl")
@@ -110,8 +109,6 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     write_json(out / "search.json", {"select": f"val_{select}", "seeds": list(seeds), "block_pick": block_pick,
                                      "pick": pick, "stage_two": inner, "cost": cost, "out": str(out),
                                      "config": base.to_dict(), "estimate": estimate.to_dict() if estimate else None})
-    if base.report:
-        report_after(out)
     return SearchResult(rows, select, block_pick, pick, cost, [out / "search.csv", out / "search.json"])
 
 

@@ -10,23 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import FAST_ARGS, ROOT, noise, save
 
 from medtl.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--backbone", "efficientnet_lite0", "--cut", "blocks.2", "--image-size", "32", "--epochs", "1",
-        "--threads", "1", "--quiet"]
-
-
-def save(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
-
-
-def noise(seed: int, shape: tuple[int, ...] = (12, 12), dtype: type = np.uint8) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+FAST = FAST_ARGS
 
 
 def image_folder(root: Path, classes: dict[str, int] | None = None) -> Path:
@@ -219,6 +207,7 @@ def test_bad_input_in_a_real_process_exits_2_without_traceback(tmp_path: Path) -
     assert all(text in proc.stderr for text in expected), proc.stderr
 
 
+@pytest.mark.slow
 def test_messy_folder_trains_with_notes(tmp_path: Path, capsys) -> None:
     """Mixed sizes, bit depths and colour modes, two unreadable files, fewer images than a batch: the run goes
     through, the images are resized and converted, and every problem is reported."""

@@ -89,8 +89,11 @@ def test_best_configurations_are_chosen_on_validation_not_test():
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::medtl.errors.MedtlWarning")  # one epoch on 32 px may well be at chance
-def test_compare_resumes_only_what_is_missing(tmp_path, monkeypatch):
+def test_compare_resumes_only_what_is_missing(tmp_path, monkeypatch, fake_clock):
     import medtl.experiment as experiment
+    import medtl.evaluation.profile as profile
+
+    clock = fake_clock(profile, step=0.0025)  # every timed forward pass of the latency measurement: 2.5 ms
 
     calls = []
     real_start, real_resume = experiment.start, experiment.resume
@@ -103,7 +106,8 @@ def test_compare_resumes_only_what_is_missing(tmp_path, monkeypatch):
                                                      "cuts.png", "boxes.png"}
     assert "TTL-1" in (tmp_path / "table.md").read_text() and "linear" in (tmp_path / "table.md").read_text()
     kept = next(r for r in first.records if r["strategy"] == "linear")
-    assert kept["trainable_parameters"] == 1280 * 2 + 2 and kept["latency_ms"] > 0  # linear: the head only
+    assert kept["trainable_parameters"] == 1280 * 2 + 2  # linear: the head only
+    assert clock.readings and all(r["latency_ms"] == pytest.approx(2.5) for r in first.records)  # what was timed
     redo = tmp_path / "runs" / next(r["run"] for r in first.records if r["strategy"] == "truncated")
     (redo / "metrics.json").unlink()
     calls.clear()
@@ -114,6 +118,7 @@ def test_compare_resumes_only_what_is_missing(tmp_path, monkeypatch):
     assert len(second.records) == 2
 
 
+@pytest.mark.slow
 def test_cut_auto_makes_the_estimate_the_cut_axis(tmp_path, monkeypatch):
     import medtl.analysis.autocut as autocut
 

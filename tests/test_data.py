@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import save
 from PIL import Image
 
 from medtl.data import ImageDataset, Preprocess, Split, load_dataset, read_image
@@ -27,13 +28,6 @@ def medmnist_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "medmnist_home"
     monkeypatch.setattr(medmnist.info, "DEFAULT_ROOT", str(home))
     return home
-
-
-def save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(array)
-    (image.convert(mode) if mode else image).save(path)
-    return path
 
 
 def constant(value: int, size: tuple[int, int] = (8, 8)) -> np.ndarray:

@@ -8,16 +8,14 @@ import itertools
 import json
 import signal
 import subprocess
-import sys
 import threading
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import FAST, OutputWatcher, medtl_process, tiny_npz, wait_for
 
 import medtl
 from medtl.cli import main
@@ -26,40 +24,19 @@ from medtl.rundir import RunDir
 from medtl.training import loop
 from medtl.training.health import warn_if_at_chance
 
-pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-RUN = ["--backbone", "efficientnet_lite0", "--cut", "blocks.2", "--image-size", "32", "--epochs", "3", "--seed", "3",
-       "--threads", "1", "--device", "cpu", "--quiet", "--checkpoint-every", "0"]
+VERBOSE_RUN = ["--backbone", "efficientnet_lite0", "--cut", "blocks.2", "--image-size", "32", "--epochs", "3",
+               "--seed", "3", "--threads", "1", "--device", "cpu", "--checkpoint-every", "0", "--no-report"]
+RUN = [*VERBOSE_RUN, "--quiet"]
+TINY = {**FAST, "epochs": 2, "batch_size": 8, "checkpoint_every": 0}
 CHECKPOINT = RunDir.CHECKPOINT
-TINY = dict(backbone="efficientnet_lite0", cut="blocks.2", image_size=32, epochs=2, batch_size=8, threads=1,
-            checkpoint_every=0)
-
-
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    """In-process runs set torch's thread count; give the rest of the session its own back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def medtl_train(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "medtl", "train", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout: float = 300) -> Path:
-    """The run directory under ``out`` once its checkpoint holds a finished epoch."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        for checkpoint in out.glob(f"*/{CHECKPOINT}"):
-            return checkpoint.parent  # written atomically: once it exists, an epoch has finished
-        time.sleep(0.02)
-    pytest.fail(f"no checkpoint appeared (exit status {proc.poll()}): {proc.stderr.read() if proc.stderr else ''}")
+    return medtl_process("train", *args)
 
 
 def run_of(proc: subprocess.Popen) -> Path:
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=900)  # a guard against a hang, generous for a busy machine
     assert proc.returncode == 0, err
     return Path(out.splitlines()[0])
 
@@ -79,12 +56,15 @@ def killed_and_resumed(tmp_path_factory) -> tuple[Path, Path]:
     """(an uninterrupted run, the same run SIGKILLed in its second epoch and resumed), both finished."""
     out = tmp_path_factory.mktemp("runs")
     reference = medtl_train(*RUN, "--out", str(out / "reference"))
-    victim = medtl_train(*RUN, "--out", str(out / "killed"))
-    run = wait_for_checkpoint(out / "killed", victim)
-    time.sleep(0.3)  # into the second epoch (about a second long): the kill lands mid-epoch
+    victim = medtl_train(*VERBOSE_RUN, "--out", str(out / "killed"))  # not quiet: its progress bar says when
+    progress = OutputWatcher(victim.stderr)
+    # the second epoch's progress bar appears after the first epoch's checkpoint is written: kill mid-epoch 2
+    wait_for(lambda: "epoch 2/3" in progress.text, "the second epoch's start", proc=victim, output=progress.close)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=60)
-    assert victim.returncode == -signal.SIGKILL
+    assert victim.returncode == -signal.SIGKILL, progress.close()
+    (checkpoint,) = (out / "killed").glob(f"*/{CHECKPOINT}")
+    run = checkpoint.parent
     state, _ = RunDir(run).load_checkpoint()
     assert 1 <= state.epoch < 3 and not state.done and not (run / "metrics.json").exists()
     (run / ".checkpoint.pt.k1lledxx").write_bytes(b"half a checkpoint")  # as a kill during its write leaves it
@@ -93,6 +73,7 @@ def killed_and_resumed(tmp_path_factory) -> tuple[Path, Path]:
     return run_of(reference), run
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_uninterrupted_result(killed_and_resumed) -> None:
     reference, resumed = killed_and_resumed
     assert scores(resumed) == scores(reference)
@@ -101,6 +82,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(killed_and_resumed) -
     assert (resumed / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_finished_checkpoint_is_refinished_not_retrained(killed_and_resumed, capsys) -> None:
     """A run that ended but lost its artefacts gets them written again from the checkpoint, without another epoch
     of training."""
@@ -126,20 +108,7 @@ def test_concurrent_runs_never_share_a_directory(tmp_path: Path) -> None:
     assert len(set(made)) == 40 and all(p.is_dir() and not any(p.iterdir()) for p in made)
 
 
-def tiny_npz(path: Path, constant: bool = False) -> Path:
-    """16/8/8 images of 28 px; class 1 has a bright square unless ``constant`` (then every image is the same)."""
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 16), ("val", 8), ("test", 8)):
-        labels = np.arange(n) % 2
-        images = np.full((n, 28, 28), 128, np.uint8) if constant else rng.integers(0, 256, (n, 28, 28), np.uint8)
-        if not constant:
-            images[labels == 1, 8:20, 8:20] = 255
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
-    np.savez(path, **arrays)
-    return path
-
-
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
     real = loop.make_loss
 
@@ -158,6 +127,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     assert not (run / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_absurd_learning_rate_exits_2_with_advice(tmp_path: Path, capsys) -> None:
     args = ["--data", str(tiny_npz(tmp_path / "d.npz")), "--lr", "1e30", "--out", str(tmp_path), "--quiet"]
     assert main(["train", *args, *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]]) == 2
@@ -165,6 +135,7 @@ def test_absurd_learning_rate_exits_2_with_advice(tmp_path: Path, capsys) -> Non
     assert "lr must be > 0 and <= 10, got 1e+30" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_chance_level_auroc_warns(tmp_path: Path) -> None:
     with pytest.warns(MedtlWarning, match=r"at chance level .* at the selected epoch .* wrong labels or normalisation"):
         medtl.train(data=str(tiny_npz(tmp_path / "d.npz", constant=True)), out=str(tmp_path), verbose=False,

@@ -91,7 +91,17 @@ def test_unknown_strategy_and_parameters():
         get_strategy("full", freeze_to="blocks.1")
     with pytest.raises(ConfigError, match="--cut"):
         get_strategy("truncated")
-    assert set(STRATEGIES) >= {"truncated", "full", "scratch", "linear", "lwft", "llrd"}
+
+
+# the minimal options each strategy needs (the others need none)
+REQUIRED = {"truncated": {"cut": "blocks.2"}, "lwft": {"freeze_to": "blocks.2"},
+            "transfusion": {"slim_from": "blocks.2"}}
+
+
+def test_every_registered_strategy_is_known_and_builds_under_its_name():
+    assert set(STRATEGIES) == {"truncated", "full", "scratch", "linear", "lwft", "llrd", "lp-ft", "transfusion"}
+    for name in STRATEGIES:
+        assert get_strategy(name, **REQUIRED.get(name, {})).name == name
 
 
 # --- TransFusion, LP-FT and the frozen-prefix cache -----------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,7 @@ from PIL import Image
 import medtl
 from medtl.cli import main
 
-pytestmark = pytest.mark.slow
-FAST = dict(backbone="efficientnet_lite0", cut="blocks.2", image_size=32, epochs=2, batch_size=64, threads=2)
+FAST = {**conftest.FAST, "epochs": 2, "batch_size": 64, "threads": 2}
 ARTEFACTS = ["config.yaml", "history.csv", "metrics.json", "predictions_test.csv", "model.safetensors", "model.json",
              "checkpoint.pt"]
 
@@ -26,6 +26,7 @@ def breast_run(tmp_path_factory):
                        **{**FAST, "epochs": 6, "image_size": 48, "cut": "blocks.3"})
 
 
+@pytest.mark.slow
 def test_breastmnist_learns(breast_run):
     m = breast_run.metrics
     assert m["test_auroc"] > 0.75 and 0 < m["test_auprc"] <= 1
@@ -38,6 +39,7 @@ def test_breastmnist_learns(breast_run):
     assert int(best["epoch"]) == m["best_epoch"]
 
 
+@pytest.mark.slow
 def test_reloaded_model_reproduces_saved_predictions(breast_run):
     model = medtl.load_model(breast_run.run_dir)
     data = medtl.load_dataset("breastmnist")
@@ -51,6 +53,7 @@ def test_reloaded_model_reproduces_saved_predictions(breast_run):
     assert again["auroc"] == pytest.approx(breast_run.metrics["test_auroc"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tmp_path):
     a = medtl.train(out=str(tmp_path), verbose=False, **FAST).metrics
     b = medtl.train(out=str(tmp_path), verbose=False, **FAST).metrics
@@ -72,6 +75,7 @@ def _write_images(root, data, n=40):
     return pairs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["folder", "csv"])
 def test_folder_and_csv_sources_train_end_to_end(tmp_path, source):
     pairs = _write_images(tmp_path / "images", medtl.load_dataset("breastmnist"))
@@ -91,6 +95,7 @@ def test_folder_and_csv_sources_train_end_to_end(tmp_path, source):
     assert again["auroc"] == pytest.approx(result.metrics["test_auroc"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_train_with_yaml_config_and_flag_override(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("backbone: efficientnet_lite0\ncut: blocks.1\nimage-size: 32\nepochs: 3\nthreads: 2\n")

@@ -7,9 +7,9 @@ import json
 import pathlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import FAST_ARGS, tiny_npz
 
 import medtl
 from medtl.artifacts import save_model
@@ -22,8 +22,7 @@ from medtl.rundir import RunDir
 
 CHECKPOINT = RunDir.CHECKPOINT
 
-FAST = ["--backbone", "efficientnet_lite0", "--cut", "blocks.2", "--image-size", "32", "--epochs", "1",
-        "--batch-size", "8", "--threads", "1", "--quiet"]
+FAST = [*FAST_ARGS, "--batch-size", "8"]
 
 
 class Trap:
@@ -36,13 +35,6 @@ class Trap:
         return pathlib.Path.touch, (self.marker,)
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pickled_backbone(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     """A whole module saved with ``torch.save(model)``: the common pickle checkpoint."""
@@ -52,34 +44,26 @@ def pickled_backbone(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     return path, model
 
 
-def tiny_npz(path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 16), ("val", 8), ("test", 8)):
-        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % 2)[:, None]
-    np.savez(path, **arrays)
-    return path
-
-
 def test_pickle_checkpoint_is_refused_without_the_trust_flag(pickled_backbone, tmp_path: Path, capsys) -> None:
     path, _ = pickled_backbone
     with pytest.raises(WeightsUnavailableError, match="--trust-pickle") as info:
         read_state_dict(path)
     assert str(path) in str(info.value) and "pickled Python objects" in str(info.value)
-    args = ["train", *FAST, "--data", str(tiny_npz(tmp_path / "d.npz")), "--weights", str(path)]
+    args = ["train", *FAST, "--data", str(tiny_npz(tmp_path / "d.npz", square=False)), "--weights", str(path)]
     assert main([*args, "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "--trust-pickle" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_pickle_checkpoint_loads_with_the_trust_flag(pickled_backbone, tmp_path: Path) -> None:
     path, model = pickled_backbone
     state = read_state_dict(path, trust_pickle=True)
     loaded, _ = create_backbone("efficientnet_lite0", state)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
-    args = ["train", *FAST, "--data", str(tiny_npz(tmp_path / "d.npz")), "--weights", str(path), "--trust-pickle"]
+    data = tiny_npz(tmp_path / "d.npz", square=False)
+    args = ["train", *FAST, "--data", str(data), "--weights", str(path), "--trust-pickle"]
     assert main([*args, "--out", str(tmp_path / "runs")]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     assert "trust_pickle" not in (run / "config.yaml").read_text()  # trust is given per command, never stored

@@ -16,10 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..artifacts import load_model
+from ..compare.plots import _pyplot
+from ..compare.summary import PAPER_NAMES
 from ..config import TrainConfig
 from ..data import Preprocess
 from ..errors import ConfigError, DataError
 from ..model import Classifier
+from ..resolve import load_data
+from ..rundir import RunDir
 
 FIGURE = "gradcam.png"
 ARRAYS = "gradcam.npz"
@@ -102,8 +106,6 @@ def explain(runs: list[str | Path], *, images: int = 4, split: str = "test", lay
     run was trained on (a seeded random subset, half of each class where it can). Each model sees the images
     exactly as its evaluation did (its own size and normalisation, no augmentation). ``target``: explain the true
     class (``label``) or each model's predicted class (``pred``)."""
-    from ..api import load_data
-
     if not runs:
         raise ConfigError("give at least one run directory.")
     if target not in TARGETS:
@@ -142,9 +144,9 @@ def explain(runs: list[str | Path], *, images: int = 4, split: str = "test", lay
 
 
 def _config(run: Path) -> TrainConfig:
-    if not (run / "config.yaml").is_file():
-        raise ConfigError(f"{run} is not a medtl run directory (no config.yaml), so its data is unknown.")
-    return TrainConfig.load(run / "config.yaml")
+    if not RunDir(run).started:
+        raise ConfigError(f"{run} is not a medtl run directory (no {RunDir.CONFIG}), so its data is unknown.")
+    return RunDir(run).load_config()
 
 
 def _pick(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
@@ -164,7 +166,6 @@ def _pick(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 def _title(config: TrainConfig, spec) -> str:
     """The paper's short name of the run's strategy with its point on the cut axis (TTL's cut, LWFT's last frozen
     layer, TF's last pretrained one), as the paper labels its columns."""
-    from ..compare.summary import PAPER_NAMES
 
     name = PAPER_NAMES.get(config.strategy, config.strategy)
     if config.strategy == "lwft" and config.freeze_to:
@@ -189,7 +190,6 @@ def write_explanation(result: Explanation, out: str | Path) -> tuple[Path, Path]
 
 
 def plot_explanation(result: Explanation, path: Path) -> None:
-    from ..compare.plots import _pyplot
 
     plt = _pyplot()
     rows, cols = len(result.indices), len(result.runs) + 1

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import unknown
+
 LEVELS = ("stem", "block", "layer")
 
 
@@ -73,6 +75,4 @@ def find_cut(cuts: list[Cut], name: str) -> Cut:
     for cut in cuts:
         if name == cut.name or name in cut.aliases:
             return cut
-    from ..errors import unknown
-
     raise unknown("cut", name, [c.name for c in cuts])

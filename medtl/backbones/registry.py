@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Callable
 
 import torch
@@ -12,10 +11,12 @@ from torch import nn
 from ..errors import ConfigError, unknown
 from . import densenet, efficientnet, resnet, weights as W
 from .cuts import Cut, find_cut
+from .family import BackboneFamily
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FAMILIES: tuple[ModuleType, ...] = (resnet, densenet, efficientnet)
+#: every family medtl can cut, tried in order by :func:`family_of`
+FAMILIES: list[BackboneFamily] = [resnet.FAMILY, densenet.FAMILY, efficientnet.FAMILY]
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,20 @@ def get_spec(name: str) -> BackboneSpec:
     raise unknown("backbone", name, list_backbones() + ["timm:<name>", "torchvision:<name>"])
 
 
-def family_of(model: nn.Module) -> ModuleType:
+def register_family(family: BackboneFamily) -> BackboneFamily:
+    """Add a backbone family (tried after the built-in ones)."""
+    if not isinstance(family, BackboneFamily):
+        raise TypeError(f"a backbone family must be a BackboneFamily instance, got {family!r}")
+    FAMILIES.append(family)
+    return family
+
+
+def family_of(model: nn.Module) -> BackboneFamily:
     for family in FAMILIES:
         if family.matches(model):
             return family
-    raise ConfigError(
-        f"{type(model).__name__} is not a supported family (ResNet, DenseNet, EfficientNet); medtl cannot cut it."
-    )
+    names = ", ".join(f.name for f in FAMILIES)
+    raise ConfigError(f"{type(model).__name__} is not a supported family ({names}); medtl cannot cut it.")
 
 
 def create_backbone(name: str, weights: str | Path | dict[str, torch.Tensor] | None = "imagenet",
@@ -119,8 +127,7 @@ def create_backbone(name: str, weights: str | Path | dict[str, torch.Tensor] | N
     spec = get_spec(name)
     model = spec.create()
     family = family_of(model)
-    if hasattr(family, "prepare"):
-        family.prepare(model)
+    family.prepare(model)
     if weights in (None, "none", "random"):
         pass
     elif weights == "imagenet":
@@ -156,9 +163,8 @@ def slim_backbone(model: nn.Module, slim_from: str, shrink: int) -> None:
     """TransFusion: keep ``model`` up to the cut ``slim_from`` and rebuild every later block with 1/``shrink`` of its
     channels, randomly initialised (in place)."""
     family = family_of(model)
-    if not hasattr(family, "slim"):
-        raise ConfigError(f"TransFusion (slimming) is not available for {type(model).__name__}; use a ResNet or "
-                          "EfficientNet backbone, or another strategy.")
+    if not family.supports_slim:  # before validating the other arguments: no value of them would help
+        raise family.slim_unsupported(model)
     if int(shrink) != shrink or shrink < 2:
         raise ConfigError(f"shrink must be an integer >= 2 (channels are divided by it), got {shrink}.")
     family.slim(model, find_cut(family.cuts(model), slim_from), int(shrink))

@@ -10,7 +10,6 @@ from pathlib import Path
 from ..analysis.autocut import estimate_for
 from ..artifacts import atomic_write, write_csv, write_json
 from ..config import TrainConfig
-from ..report import report_after
 from ..rundir import make_dir
 from .grid import GridRun, build_grid, cut_points
 from .plots import plot_boxes, plot_cuts
@@ -53,8 +52,6 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
         order = [c for c, _ in cut_points(base.backbone, "all")]
         files += [plot_cuts(rows, order, out / "cuts.png"), plot_boxes(table, records, out / "boxes.png")]
     log.info(markdown(table, "method", select))
-    if base.report:
-        report_after(out)
     return CompareResult(rows, table, records, files)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ..artifacts import atomic_write
 from ..errors import ConfigError, MedtlWarning
+from .grid import grid_page, search_page
+from .run import run_page
 
 REPORT = "report.html"
 TEMPLATE = "template.html.j2"
@@ -54,12 +56,7 @@ def write_report(directory: str | Path) -> Path:
         raise ConfigError(f"{directory} is not a directory.")
     kind = kind_of(directory)
     require()
-    if kind == "run":
-        from .run import run_page as build
-    elif kind == "grid":
-        from .grid import grid_page as build
-    else:
-        from .grid import search_page as build
+    build = {"run": run_page, "grid": grid_page, "search": search_page}[kind]
     path = directory / REPORT
     atomic_write(path, render(build(directory)))
     return path

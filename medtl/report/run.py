@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from . import figures
 from .blocks import cards, figure, fmt, note, pairs, pre, read_json, read_rows, row, section, table
 from .predictions import PREDICTIONS, Predictions, read_predictions
@@ -214,8 +215,6 @@ def provenance_blocks(run: Path, metrics: dict) -> list[dict | None]:
 
 def report_environment() -> list[tuple[str, str]]:
     from importlib.metadata import PackageNotFoundError, version
-
-    from .. import __version__
 
     def installed(name: str) -> str:  # the package's metadata: importing timm would take seconds
         try:
