@@ -17,6 +17,7 @@ from .backbones import backbone_cuts, create_backbone, get_spec
 from .backbones.weights import read_state_dict
 from .config import TrainConfig
 from .data import ImageDataset, Preprocess, load_dataset
+from .data.check import check_data
 from .data.splits import resplit
 from .errors import ConfigError, DataError, MedtlWarning
 from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
@@ -51,10 +52,12 @@ def resolve_device(name: str) -> torch.device:
 
 def load_data(cfg: TrainConfig) -> ImageDataset:
     data = load_dataset(cfg.data, root=cfg.data_root, image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.seed,
-                        skip_bad_images=cfg.skip_bad_images)
+                        skip_bad_images=cfg.skip_bad_images, group_by=cfg.group_by)
     if cfg.resplit is not None:
         data = resplit(data, tuple(cfg.split), cfg.resplit)
     check_splits(data)
+    for message in check_data(data).warnings():  # leakage guard: duplicates across splits etc. (medtl data check)
+        warnings.warn(message, MedtlWarning, stacklevel=2)
     if len(data.train) < cfg.batch_size:
         warnings.warn(f"the training split has {len(data.train)} images, fewer than the batch size {cfg.batch_size}; "
                       f"each epoch is one batch of {len(data.train)}.", MedtlWarning, stacklevel=2)

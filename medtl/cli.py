@@ -40,10 +40,15 @@ _HELP = {
     "compile": "torch.compile the model (pays only for long runs; see benchmarks/README.md)",
     "cudnn_benchmark": "let cuDNN pick the fastest kernels (GPU; faster, not bit-repeatable)",
     "threads": "CPU threads (default: one per core; on a busy machine 1 can be several times faster)",
+    "group_by": "CSV column of patient/study ids: drawn splits keep each group on one side (default: a column "
+                "named group, if present)",
     "skip_bad_images": "leave unreadable image files out (listed in the run's skipped_files.txt) instead of failing",
     "trust_pickle": "let --weights FILE be a pickle checkpoint: loading it can run code, so only for files you trust "
                     "(never read from a config file)",
 }
+
+
+_CHECK_OPTIONS = ("data_root", "image_size", "split", "seed", "group_by", "skip_bad_images", "threads")  # of `medtl data check`
 
 
 def _parse_floats(text: str) -> list[float]:
@@ -53,9 +58,11 @@ def _parse_floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
+        if only is not None and f.name not in only:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         hint = hints[f.name]
@@ -135,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     reuse.add_argument("--weights", help="pretrained weights to compare with (default: those the run started from)")
     reuse.add_argument("--out", type=Path, help="where reuse.png and reuse.csv go (default: the run directory)")
 
+    data = sub.add_parser("data", help="look at a data set").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="class counts, duplicates and near duplicates across splits, groups in "
+                            "several splits, odd images; exit status 1 when anything leaks across splits")
+    check.add_argument("data", help="data set (as for train --data)")
+    check.add_argument("--out", type=Path, help="write leakage.json and pairs.png (flagged pairs side by side) here")
+    check.add_argument("--threshold", type=float, help="cosine of 16x16 grey thumbnails from which two images count "
+                       "as near duplicates (default: 0.98; see README 'Data')")
+    _add_config_flags(check, only=_CHECK_OPTIONS)
+
     sub.add_parser("backbones", help="list backbone names")
     sub.add_parser("strategies", help="list transfer strategies")
     return parser
@@ -200,6 +216,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
+def _data(args: argparse.Namespace) -> int:
+    from .data.check import check_command
+
+    cfg = TrainConfig.from_dict({k: getattr(args, k) for k in _CHECK_OPTIONS if hasattr(args, k)})
+    return check_command(args.data, out=args.out, threshold=args.threshold, root=cfg.data_root,
+                         image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.seed, group_by=cfg.group_by,
+                         skip_bad_images=cfg.skip_bad_images, threads=cfg.threads)
+
+
 def _cuts(args: argparse.Namespace) -> None:
     from .api import cuts
 
@@ -244,16 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "train"
     if args.command is None:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list}
+    handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "evaluate": _evaluate, "data": _data, "cuts": _cuts, "backbones": _list, "strategies": _list}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", MedtlWarning)
             warnings.showwarning = _show_warning(warnings.showwarning)
-            handlers[command](args)
+            status = handlers[command](args)
     except MedtlError as e:
         print(f"medtl: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("medtl: interrupted; continue with `medtl train --resume RUN`.", file=sys.stderr)
         return 130
-    return 0
+    return status or 0

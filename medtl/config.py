@@ -24,6 +24,7 @@ class TrainConfig:
     split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
     resplit: int | None = None
     skip_bad_images: bool = False
+    group_by: str | None = None
     # model
     backbone: str = "efficientnet_lite0"
     weights: str = "imagenet"
