@@ -177,7 +177,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
 def describe(model: Classifier, strategy: Strategy, data: ImageDataset) -> str:
     spec = model.spec
     return (f"data {data.name}: {len(data.train)}/{len(data.val)}/{len(data.test)} images, {data.num_classes} classes "
-            f"({data.task}), {data.in_chans} channel(s)\nmodel {spec.backbone} cut at {spec.cut} ({strategy.name}), "
+            f"({data.task}), {data.in_chans} channel(s); {data.source.get('split_note', '')}\n"
+            f"model {spec.backbone} cut at {spec.cut} ({strategy.name}), "
             f"{count_parameters(model):,} parameters ({count_parameters(model, True):,} trainable), "
             f"{spec.image_size} px, {spec.head} head")
 
