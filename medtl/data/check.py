@@ -52,7 +52,7 @@ class ImageRef:
         return {"split": self.split, "index": self.index, "id": self.id}
 
     def __str__(self) -> str:
-        return self.id if self.id.startswith(f"{self.split}[") else f"{self.split}: {self.id}"
+        return self.id if self.id.startswith((f"{self.split}[", f"{self.split}/")) else f"{self.id} ({self.split})"
 
 
 @dataclass
@@ -267,7 +267,8 @@ def plot_pairs(report: LeakageReport, data: ImageDataset, path: Path, count: int
         for ax, image in zip(row, (a, b)):
             x = data.split(image.split).float_images([image.index])[0]
             ax.imshow(x.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"{image.split}: ...{image.id[-32:]}" if len(image.id) > 32 else str(image), fontsize=7)
+            name = str(image)
+            ax.set_title(name if len(name) <= 40 else f"...{name[-37:]}", fontsize=7)
             ax.axis("off")
         row[0].text(1.05, -0.08, label, transform=row[0].transAxes, ha="center", fontsize=8)
     fig.tight_layout()
