@@ -226,7 +226,9 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
     if data is None:
         saved = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
         cfg = TrainConfig.load(run / "config.yaml") if (run / "config.yaml").is_file() else TrainConfig()
-        data, data_root = saved.get("data", cfg.data), data_root or cfg.data_root
+        # config.yaml keeps the path as given; metrics.json's "data" is its printable name (non-UTF-8 bytes escaped)
+        data = cfg.data if (run / "config.yaml").is_file() else saved.get("data", cfg.data)
+        data_root = data_root or cfg.data_root
     dataset = load_dataset(data, root=data_root, image_size=spec.image_size)
     if spec.classes and dataset.classes != spec.classes:
         raise DataError(f"{data} has classes {dataset.classes}, the model was trained on {spec.classes}.")

@@ -247,14 +247,17 @@ def test_non_utf8_file_names_give_printable_ids_and_messages(tmp_path: Path) -> 
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="needs a file system that stores names as bytes")
-def test_skip_bad_images_writes_non_utf8_names_into_skipped_files(tmp_path: Path) -> None:
-    root = folder(tmp_path / "d", {"a": 8, "b": 8})
-    Path(os.fsdecode(os.fsencode(str(root / "a")) + b"/broken\xfe.png")).write_bytes(b"not an image")
+def test_non_utf8_names_train_write_skipped_files_and_evaluate(tmp_path: Path) -> None:
+    root = folder(Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/data\xff")), {"a": 8, "b": 8})
+    broken = Path(os.fsdecode(os.fsencode(str(root / "a")) + b"/broken\xfe.png"))
+    broken.write_bytes(b"not an image")
     args = ["train", "--data", str(root), "--skip-bad-images", "--image-size", "32", "--epochs", "1", "--cut",
             "blocks.1", "--threads", "1", "--out", str(tmp_path / "runs"), "--quiet", "--batch-size", "4"]
     assert main(args) == 0
     (run,) = (tmp_path / "runs").iterdir()
     assert "broken\\xfe.png" in (run / "skipped_files.txt").read_text(encoding="utf-8")
+    broken.unlink()  # evaluate reads the data again, without --skip-bad-images
+    assert main(["evaluate", str(run)]) == 0  # the run directory is intact and the data is found again
 
 
 # --- 13: broken and looping symbolic links ------------------------------------------------------------------------
