@@ -223,8 +223,9 @@ def test_memory_bombs_end_quickly_with_exit_2_under_an_address_space_limit(tmp_p
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
     )
+    said = {"png": "above medtl's limit", "npz_label": "labels are class indices", "image_size": "pixels per image"}
     assert done.returncode == 2, done.stderr[-2000:]
-    assert str(named) in done.stderr and "Traceback" not in done.stderr
+    assert str(named) in done.stderr and said[case] in done.stderr and "Traceback" not in done.stderr
 
 
 # --- 11: file names that are not UTF-8 ----------------------------------------------------------------------------
