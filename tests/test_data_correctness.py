@@ -44,14 +44,14 @@ def folder(root: Path, layout: dict[str, int]) -> Path:
 
 
 def png16(path: Path, a: np.ndarray) -> Path:
-    """A 16-bit PNG of ``a`` (H, W, 1|3|4) uint16, written by hand: PIL cannot write 16-bit colour."""
+    """A 16-bit PNG of ``a`` (H, W, 1|2|3|4) uint16, written by hand: PIL cannot write 16-bit colour."""
     h, w, c = a.shape
     raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 3: 2, 4: 6}[c], 0, 0, 0)
+    header = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) +
                      chunk(b"IEND", b""))
@@ -133,6 +133,8 @@ def test_sixteen_bit_rgb_is_kept_as_float_not_quantised(tmp_path: Path) -> None:
     rgba[0, 0, 3] = 0  # transparent: composited on black
     out = read_image(png16(tmp_path / "rgba16.png", rgba))
     assert out.shape == (4, 5, 3) and np.array_equal(out[0, 0], [0, 0, 0]) and np.array_equal(out[1, 2], expected[1, 2])
+    grey_alpha = read_image(png16(tmp_path / "la16.png", rgba[..., [0, 3]]))
+    assert grey_alpha.shape == (4, 5, 1) and grey_alpha[0, 0, 0] == 0 and grey_alpha[1, 2, 0] == 1
     import tifffile
 
     tifffile.imwrite(tmp_path / "rgb16.tif", a, photometric="rgb")

@@ -15,6 +15,7 @@ from medtl.cli import main
 from medtl.config import TrainConfig
 from medtl.data import load_dataset
 from medtl.data.check import NEAR_THRESHOLD, check_data
+from medtl.data.splits import resplit
 from medtl.errors import ConfigError, DataError, MedtlWarning
 
 SIZE = 24
@@ -128,6 +129,9 @@ def test_drawn_splits_are_group_disjoint(tmp_path: Path) -> None:
         assert not groups["val"] & groups["test"] and sum(len(g) for g in groups.values()) == 30
         assert "grouped by 'group'" in ds.source["splits"]["val"] and ds.source["group_by"] == "group"
         assert not check_data(ds).straddling_groups
+    again = resplit(ds, (0.6, 0.2, 0.2), 1)  # resplits keep groups whole too
+    groups = [set(again.split(s).groups) for s in ("train", "val", "test")]
+    assert not groups[0] & groups[1] and not groups[0] & groups[2] and not groups[1] & groups[2]
     renamed = group_manifest(tmp_path / "renamed", column="patient")
     ds = load_dataset(str(renamed), image_size=SIZE, group_by="patient")
     assert not set(ds.train.groups) & set(ds.test.groups)

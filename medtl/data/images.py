@@ -84,7 +84,7 @@ def read_image_format(path: str | Path) -> tuple[np.ndarray, str]:
 def _check_header(im: Image.Image, name: str) -> None:
     """Refuse multi-frame files and oversized images from the header alone (``Image.open`` decodes nothing)."""
     frames = getattr(im, "n_frames", 1)
-    if frames > 1:
+    if frames > 1 and im.format != "MPO":  # a camera's MPO JPEG is one picture plus previews: frame 0 is the picture
         raise DataError(
             f"cannot read image {name}: it has {frames} frames (a multi-frame {im.format} file: a stack, a series or "
             "an animation), and medtl classifies single 2D images; save the frame you mean as a file of its own."
@@ -98,14 +98,15 @@ def _check_header(im: Image.Image, name: str) -> None:
 
 
 def _sixteen_bit_colour(im: Image.Image) -> bool:
-    """Whether PIL would reduce this file's 16-bit colour samples to 8 bits (its RGB modes hold 8 bits)."""
+    """Whether PIL would reduce this file's 16-bit samples to 8 bits (its RGB, RGBA and LA modes hold 8 bits)."""
     rawmode = im.tile[0].args if im.tile else None
     rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
-    return im.mode in ("RGB", "RGBA") and isinstance(rawmode, str) and ";16" in rawmode
+    return im.mode in ("RGB", "RGBA", "LA") and isinstance(rawmode, str) and ";16" in rawmode
 
 
 def _read_sixteen_bit_colour(path: Path, fmt: str | None, name: str) -> np.ndarray:
-    """A 16-bit RGB(A) PNG or TIFF as float32 ``(H, W, 3)`` in [0, 1], alpha composited on black."""
+    """A 16-bit RGB(A) or grey+alpha PNG or TIFF as float32 ``(H, W, 3 | 1)`` in [0, 1], alpha composited on
+    black."""
     if fmt == "PNG":
         import png
 
@@ -119,10 +120,10 @@ def _read_sixteen_bit_colour(path: Path, fmt: str | None, name: str) -> np.ndarr
         raise DataError(f"cannot read image {name}: 16-bit colour {fmt} files are not supported; save it as a 16-bit "
                         "PNG or TIFF.")
     a = a.astype(np.float32) / 65535
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise DataError(f"cannot read image {name}: expected 16-bit RGB(A) samples, found an array of shape "
-                        f"{a.shape}; save it as a 16-bit RGB PNG.")
-    return a[..., :3] * a[..., 3:] if a.shape[2] == 4 else a
+    if a.ndim != 3 or a.shape[2] not in (2, 3, 4):
+        raise DataError(f"cannot read image {name}: expected 16-bit RGB(A) or grey+alpha samples, found an array of "
+                        f"shape {a.shape}; save it as a 16-bit RGB PNG.")
+    return a[..., :-1] * a[..., -1:] if a.shape[2] in (2, 4) else a
 
 
 def image_array(im: Image.Image, where: str = "image") -> np.ndarray:
