@@ -11,38 +11,30 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from medtl.data import ImageDataset, Split, load_dataset
-from medtl.data.check import _embed, _hashes, check_data, plot_pairs
+from medtl.data.check import check_data, plot_pairs
 
 THRESHOLDS = (0.90, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 
 def thresholds(data: ImageDataset, out: Path | None) -> None:
-    present = [s for s in ("train", "val", "test") if len(data.split(s))]
-    emb = {s: _embed(data.split(s).images) for s in present}
-    hashes = {s: _hashes(data.split(s).images) for s in present}
-    cos = []
-    for k, a in enumerate(present):
-        for b in present[k + 1:]:
-            sim = emb[a][0] @ emb[b][0].T
-            sim[~emb[a][1]] = -1
-            sim[:, ~emb[b][1]] = -1
-            same = torch.tensor([[ha == hb for hb in hashes[b]] for ha in hashes[a]]) if len(hashes[a]) * len(hashes[b]) < 4e6 else None
-            if same is not None:
-                sim[same] = -1
-            cos.append(sim.flatten())
-    cos = torch.cat(cos)
-    n = sum(len(data.split(s)) for s in present)
-    print(f"{data.name}: {n} images, {len(cos):,} cross-split pairs")
+    """Count the cross-split pairs each threshold flags; with ``out``, draw sample pairs of the bands above 0.93 to
+    0.99 (``<data>-band-<t>.png``: pairs with cosine in [t, t + 0.02)) to look at."""
+    report = check_data(data, min(THRESHOLDS))
+    cosines = np.array([c for *_, c in report.near])
+    n = sum(len(data.split(s)) for s in ("train", "val", "test"))
+    print(f"{data.name}: {n} images; {len(report.exact_across)} sets of identical images across splits (apart)")
     print("| threshold | pairs flagged |\n|---|---|")
     for t in THRESHOLDS:
-        print(f"| {t} | {int((cos >= t).sum())} |")
+        print(f"| {t} | {int((cosines >= t).sum())} |")
     if out:
+        out.mkdir(parents=True, exist_ok=True)
+        near = report.near
         for t in (0.93, 0.95, 0.97, 0.98, 0.99):
-            report = check_data(data, t)
-            band = [p for p in report.near if p[2] < t + 0.02 and p[2] < 0.999]
+            band = [p for p in near if t <= p[2] < min(t + 0.02, 0.999)]
             report.exact, report.near = [], band[:: max(1, len(band) // 8)][:8]
             print(t, plot_pairs(report, data, out / f"{Path(data.name).stem}-band-{t}.png"))
 

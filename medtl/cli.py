@@ -48,7 +48,8 @@ _HELP = {
 }
 
 
-_CHECK_OPTIONS = ("data_root", "image_size", "split", "seed", "group_by", "skip_bad_images", "threads")  # of `medtl data check`
+# the TrainConfig options that `medtl data check` takes
+_CHECK_OPTIONS = ("data_root", "image_size", "split", "seed", "group_by", "skip_bad_images", "threads")
 
 
 def _parse_floats(text: str) -> list[float]:

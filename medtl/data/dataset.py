@@ -91,7 +91,8 @@ class ImageDataset:
     kind-specific entries such as ``url`` or ``seed``. How the splits came about is always recorded:
     ``splits`` maps each split to "given" or how it was drawn (``{"train": "given", "val": "drawn from train (11.1%,
     stratified, seed 0, not grouped)", "test": "given"}``), ``split_note`` says the same in a sentence, and
-    ``split`` holds the train/val/test fractions that were used, or None when every split was given. ``skipped`` holds one message (naming the file and
+    ``split`` holds the train/val/test fractions that were used, or None when every split was given.
+    ``skipped`` holds one message (naming the file and
     the reason) per file left out as unreadable, when loading was asked to skip such files.
     """
 

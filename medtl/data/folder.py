@@ -100,8 +100,9 @@ def _split_layout(root: Path) -> list[tuple[str, Path]]:
         raise DataError(
             f"{where} mixes split folders ({', '.join(printable(d.name) for d in split_dirs)}) with other folders "
             f"({', '.join(others)}), which would become classes next to them, so the layout is neither "
-            "<split>/<class>/ nor <class>/. Put the class folders inside the split folders (train/, val/, test/; also recognised in any case: "
-            "training, valid, validation, testing), or rename a class folder that only looks like a split."
+            "<split>/<class>/ nor <class>/. Put the class folders inside the split folders (train/, val/, test/; "
+            "also recognised in any case: training, valid, validation, testing), or rename a class folder that only "
+            "looks like a split."
         )
     for split, count in Counter(named[d] for d in split_dirs).items():
         if count > 1:
@@ -186,8 +187,8 @@ def _manifest_classes(path: Path, labels: list[str], lines: list[int]) -> tuple[
         )
     for label, n, line in zip(labels, numbers, lines):
         if not n.is_integer():  # type: ignore[union-attr]
-            raise DataError(f"{printable(path)}, line {line}: label {label!r} is not a whole number; numeric labels are class "
-                            "indices (0, 1, ...), not scores.")
+            raise DataError(f"{printable(path)}, line {line}: label {label!r} is not a whole number; numeric labels "
+                            "are class indices (0, 1, ...), not scores.")
     indices = [int(n) for n in numbers]  # type: ignore[arg-type]
     return [str(i) for i in indices], [str(i) for i in sorted(set(indices))]
 
@@ -198,14 +199,15 @@ def _check_rare_labels(path: Path, labels: list[str], splits: list[str] | None, 
         trained = {label for label, split in zip(labels, splits) if split == "train"}
         for label, line in zip(labels, lines):
             if label not in trained:
-                raise DataError(f"{printable(path)}, line {line}: label {label!r} appears in no train row, so no model can learn "
-                                "it (a typo?); fix the label or add training rows of that class.")
+                raise DataError(f"{printable(path)}, line {line}: label {label!r} appears in no train row, so no "
+                                "model can learn it (a typo?); fix the label or add training rows of that class.")
         return
     counts = Counter(labels)
     for label, line in zip(labels, lines):
         if counts[label] == 1:
-            raise DataError(f"{printable(path)}, line {line}: label {label!r} occurs on this line only (a typo?); a class needs "
-                            "at least 2 images to be split into train/val/test. Fix the label or add images.")
+            raise DataError(f"{printable(path)}, line {line}: label {label!r} occurs on this line only (a typo?); "
+                            "a class needs at least 2 images to be split into train/val/test. Fix the label or add "
+                            "images.")
 
 
 def _read_manifest(path: Path, group_by: str | None) -> tuple[Labelled, list[int]]:

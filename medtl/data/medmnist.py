@@ -145,15 +145,16 @@ def load_npz(path: Path, name: str) -> ImageDataset:
     width = widths.pop()
     if width > 1:
         if not all(np.isin(y, (0, 1)).all() for y in labels):
-            raise DataError(f"{printable(path)}: labels of shape (N, {width}) must be 0/1 (multi-label); found other values.")
+            raise DataError(f"{printable(path)}: labels of shape (N, {width}) must be 0/1 (multi-label); found other "
+                            "values.")
         task, count = "multilabel", width
     else:
         count = max(int(y.max()) + 1 for y in labels if y.size)  # negative labels are refused by _labels
         images = sum(len(y) for y in labels)
         if count > images:  # one class name per index is made below: a label of 10**9 must not allocate 10**9
             split, top = max(((s, int(y.max())) for s, y in zip(SPLITS, labels) if y.size), key=lambda t: t[1])
-            raise DataError(f"{printable(path)}: {split}_labels holds the label {top}, but labels are class indices 0..K-1 and "
-                            f"the file has only {images} images; fix the labels (remap them to 0..K-1).")
+            raise DataError(f"{printable(path)}: {split}_labels holds the label {top}, but labels are class indices "
+                            f"0..K-1 and the file has only {images} images; fix the labels (remap them to 0..K-1).")
         if count < 2:
             raise DataError(f"{printable(path)}: the labels hold only one class; classification needs at least two.")
         task = "binary" if count == 2 else "multiclass"
