@@ -40,8 +40,8 @@ _HELP = {
     "compile": "torch.compile the model (pays only for long runs; see benchmarks/README.md)",
     "cudnn_benchmark": "let cuDNN pick the fastest kernels (GPU; faster, not bit-repeatable)",
     "threads": "CPU threads (default: one per core; on a busy machine 1 can be several times faster)",
-    "group_by": "CSV column of patient/study ids: drawn splits keep each group on one side (default: a column "
-                "named group, if present)",
+    "group_by": "CSV column of patient/study ids that drawn splits keep whole, each group on one side; None: a "
+                "column named group, if present",
     "skip_bad_images": "leave unreadable image files out (listed in the run's skipped_files.txt) instead of failing",
     "trust_pickle": "let --weights FILE be a pickle checkpoint: loading it can run code, so only for files you trust "
                     "(never read from a config file)",
