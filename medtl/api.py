@@ -17,7 +17,7 @@ from .backbones import backbone_cuts, create_backbone, get_spec
 from .backbones.weights import read_state_dict
 from .config import TrainConfig
 from .data import ImageDataset, Preprocess, load_dataset
-from .data.check import check_data
+from .data.check import warn_leakage
 from .data.splits import resplit
 from .errors import ConfigError, DataError, MedtlWarning
 from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
@@ -56,8 +56,6 @@ def load_data(cfg: TrainConfig) -> ImageDataset:
     if cfg.resplit is not None:
         data = resplit(data, tuple(cfg.split), cfg.resplit)
     check_splits(data)
-    for message in check_data(data).warnings():  # leakage guard: duplicates across splits etc. (medtl data check)
-        warnings.warn(message, MedtlWarning, stacklevel=2)
     if len(data.train) < cfg.batch_size:
         warnings.warn(f"the training split has {len(data.train)} images, fewer than the batch size {cfg.batch_size}; "
                       f"each epoch is one batch of {len(data.train)}.", MedtlWarning, stacklevel=2)
@@ -149,6 +147,7 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         weights = "none" if state is not None else model_weights(cfg)
         model = strategy.build(cfg.backbone, data.num_classes, weights=weights, in_chans=data.in_chans,
                                image_size=cfg.image_size, head=cfg.head, classes=data.classes, task=data.task)
+        warn_leakage(data)  # `medtl data check`'s findings, once the input is known to be usable
         if resume is None and run_dir is not None:
             run_dir = Path(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl.api import load_data
+import medtl
 from medtl.cli import main
-from medtl.config import TrainConfig
 from medtl.data import load_dataset
 from medtl.data.check import NEAR_THRESHOLD, check_data
 from medtl.data.splits import resplit
@@ -100,10 +99,12 @@ def test_data_check_command_writes_json_and_pairs_and_sets_the_exit_status(plant
     assert main(["data", "check", str(clean), "--threshold", "2"]) == 2
 
 
-def test_train_start_warns_about_leakage(planted) -> None:
+@pytest.mark.slow
+def test_train_start_warns_about_leakage(planted, tmp_path: Path) -> None:
     root, *_ = planted
     with pytest.warns(MedtlWarning, match="pixel-identical images span splits"):
-        load_data(TrainConfig(data=str(root), image_size=SIZE))
+        medtl.train(data=str(root), image_size=32, cut="blocks.1", epochs=1, batch_size=32, threads=1,
+                    out=str(tmp_path / "runs"), verbose=False)
 
 
 def group_manifest(tmp_path: Path, column: str = "group", split: bool = False) -> Path:
