@@ -11,7 +11,8 @@ from .backbones import backbone_cuts, create_backbone
 from .config import TrainConfig
 from .data import load_dataset
 from .errors import DataError
-from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
+from .evaluation import (classification_metrics, count_macs, count_parameters, predictions_table,
+                         single_class_metrics)
 from .experiment import RunResult
 from .model import build_classifier
 from .report import report_after
@@ -47,15 +48,17 @@ def reported(result: RunResult) -> RunResult:
     return result
 
 
-def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None = None, split: str = "test",
+def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None = None, split: str | None = None,
              out: str | Path | None = None) -> dict:
-    """Score a saved run on ``split``: without ``data``, exactly the images the run was trained and tested on (its
-    splits drawn again from its config, and checked against the run's record of them); with ``data``, that split of
-    another data set (the whole set when it gives no splits)."""
+    """Score a saved run: without ``data``, exactly the images of ``split`` (default test) the run was trained and
+    tested on (its splits drawn again from its config, and checked against the run's record of them); with ``data``,
+    every image of another data set whose class names are among the model's (even a single class), or only its
+    given ``split``. Metrics that need two classes are None on a single-class set."""
     run = RunDir(run)
     model = run.load_model()
     spec = model.spec
     if data is None:
+        split = split or "test"
         cfg = run.load_config()
         dataset = load_data(cfg)
         recorded = run.metrics().get("data_fingerprint", {}) if run.finished else {}
@@ -64,15 +67,17 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
                             "labels changed since training); pass --data to score other data on purpose.")
     else:
         cfg = TrainConfig(data=data, data_root=data_root, image_size=spec.image_size)
-        dataset = load_dataset(data, root=data_root, image_size=spec.image_size)
-        if spec.classes and dataset.classes != spec.classes:
-            raise DataError(f"{data} has classes {dataset.classes}, the model was trained on {spec.classes}.")
+        dataset = load_dataset(data, root=data_root, image_size=spec.image_size, classes=spec.classes or None,
+                               all_test=split is None)
+        split = split or "test"
     if dataset.in_chans != spec.in_chans:
         raise DataError(f"{dataset.name} has {dataset.in_chans}-channel images, the model expects {spec.in_chans}.")
     chosen = dataset.split(split)
     log.info("scoring %d %s images of %s", len(chosen), split, dataset.name)
     prob = experiment.score(model, chosen.images, dataset.task, cfg)
-    metrics = classification_metrics(chosen.labels.numpy(), prob, dataset.task, split=split)
+    metrics = (classification_metrics(chosen.labels.numpy(), prob, dataset.task, split=split)
+               if dataset.task == "multilabel" or len(chosen.labels.unique()) > 1
+               else single_class_metrics(chosen.labels.numpy(), prob, dataset.classes))
     if out is not None:
         out = make_dir(out)
         write_csv(out / f"predictions_{split}.csv", predictions_table(chosen.labels.numpy(), prob, dataset.task,

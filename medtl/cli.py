@@ -25,6 +25,10 @@ GRID_INSTEAD = {"strategy": "--strategies", "cut": "--cuts", "seed": "--seeds", 
                 "name": "nothing (grid runs are named by their configuration)"}
 
 
+# the TrainConfig options that `medtl data check` takes
+_CHECK_OPTIONS = ("data_root", "image_size", "split", "seed", "group_by", "skip_bad_images", "threads")
+
+
 def _parse_floats(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",")]
@@ -32,12 +36,13 @@ def _parse_floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, grid: bool = False, skip: tuple[str, ...] = ()) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, grid: bool = False, skip: tuple[str, ...] = (),
+                      only: tuple[str, ...] | None = None) -> None:
     """One flag per config field; for a grid, the options it sets itself are parsed (to be refused with a message
     that says what to use instead) but not shown."""
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
-        if f.name in skip:
+        if f.name in skip or only is not None and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
@@ -70,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", type=Path, help="run directory (holding model.safetensors and model.json)")
     ev.add_argument("--data", help="data set (default: exactly the images the run was trained and tested on)")
     ev.add_argument("--data-root")
-    ev.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ev.add_argument("--split", choices=("train", "val", "test"),
+                    help="the split to score (default: the test split of the run's own data; every image of --data)")
     ev.add_argument("--out", type=Path, help="write predictions and metrics here")
     ev.add_argument("--threads", type=int, help="CPU threads (default: one per core)")
 
@@ -129,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="write a self-contained report.html for a run, a compare grid or a search")
     report.add_argument("directory", type=Path, help="a run, `medtl compare` or `medtl search` output directory")
+    data = sub.add_parser("data", help="look at a data set").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="class counts, duplicates and near duplicates across splits, groups in "
+                            "several splits, odd images; exit status 1 when anything leaks across splits")
+    check.add_argument("data", help="data set (as for train --data)")
+    check.add_argument("--out", type=Path, help="write leakage.json and pairs.png (flagged pairs side by side) here")
+    check.add_argument("--threshold", type=float, help="cosine of 16x16 grey thumbnails from which two images count "
+                       "as near duplicates (default: 0.98; see README 'Data')")
+    _add_config_flags(check, only=_CHECK_OPTIONS)
 
     sub.add_parser("backbones", help="list backbone names")
     sub.add_parser("strategies", help="list transfer strategies")
@@ -246,7 +260,16 @@ def _evaluate(args: argparse.Namespace) -> None:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
         torch.set_num_threads(args.threads)
     metrics = evaluate(args.run, args.data, data_root=args.data_root, split=args.split, out=args.out)
-    print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    print("  ".join(f"{k} {'undefined' if v is None else f'{v:.4f}'}" for k, v in metrics.items()))
+
+
+def _data(args: argparse.Namespace) -> int:
+    from .data.check import check_command
+
+    cfg = TrainConfig.from_dict({k: getattr(args, k) for k in _CHECK_OPTIONS if hasattr(args, k)})
+    return check_command(args.data, out=args.out, threshold=args.threshold, root=cfg.data_root,
+                         image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.seed, group_by=cfg.group_by,
+                         skip_bad_images=cfg.skip_bad_images, threads=cfg.threads)
 
 
 def _cuts(args: argparse.Namespace) -> None:
@@ -319,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
     handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "explain": _explain,
-                "report": _report, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list}
+                "report": _report, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list, "data": _data}
     logger = logging.getLogger("medtl")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
@@ -331,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always", MedtlWarning)
             warnings.showwarning = _show_warning(warnings.showwarning)
-            handlers[command](args)
+            status = handlers[command](args)
     except MedtlError as e:
         print(f"medtl: error: {e}", file=sys.stderr)
         return 2
@@ -340,4 +363,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0
+    return status or 0

@@ -60,6 +60,8 @@ class TrainConfig:
                                  "with this seed", low=0, high=MAX_SEED, grid=False)
     skip_bad_images: bool = option(False, "leave unreadable image files out (listed in the run's skipped_files.txt) "
                                    "instead of failing")
+    group_by: str | None = option(None, "CSV column of patient/study ids that drawn splits keep whole, each group on "
+                                  "one side (default: a column named group, if present)")
     # model
     backbone: str = option("efficientnet_lite0", "backbone name (see `medtl backbones`)")
     weights: str = option("imagenet", "imagenet, none, or a weights file (.safetensors / tensors-only .pth)")

@@ -14,6 +14,7 @@ import torch
 from .analysis.autocut import AutoCut, estimate_cut
 from .config import TrainConfig, resume_refused
 from .data import ImageDataset, Preprocess
+from .data.check import warn_leakage
 from .errors import ConfigError, DataError, MedtlWarning
 from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
 from .model import Classifier
@@ -76,6 +77,7 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
     model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=model_weights(p.cfg),
                              in_chans=p.data.in_chans, image_size=p.cfg.image_size, head=p.cfg.head,
                              classes=p.data.classes, task=p.data.task)
+    warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
     if run_dir is not None:
         run = RunDir.at(run_dir)
     else:
@@ -182,7 +184,8 @@ def describe(model: Classifier, strategy: Strategy, data: ImageDataset) -> str:
     return (f"data {data.name}: {len(data.train)}/{len(data.val)}/{len(data.test)} images, {data.num_classes} classes "
             f"({data.task}), {data.in_chans} channel(s)\nmodel {spec.backbone} cut at {spec.cut} ({strategy.name}), "
             f"{count_parameters(model):,} parameters ({count_parameters(model, True):,} trainable), "
-            f"{spec.image_size} px, {spec.head} head")
+            f"{spec.image_size} px, {spec.head} head" + (f"\n{data.source['split_note']}" if data.source.get("split_note")
+                                                          else ""))
 
 
 def score(model: Classifier, images: torch.Tensor, task: str, cfg: TrainConfig) -> np.ndarray:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import csv
+import os
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,31 +15,37 @@ import torch
 from ..errors import DataError, MedtlWarning
 from .dataset import SPLITS, ImageDataset, Split
 from .images import IMAGE_EXTENSIONS, is_image_file, load_images
-from .splits import Fractions, assign_splits
+from .splits import Fractions, assign_splits, test_only_record
+from .text import printable
+
+# Folder names read as splits, in any case: "Training/" and "Testing/" must not become two classes.
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "test": "test", "testing": "test"}
+
+
+@dataclass
+class Labelled:
+    """Image files with their labels and where they came from, before any image is read."""
+
+    files: list[Path]
+    ids: list[str]  # folders: path relative to the root; CSV: the path as written
+    labels: list[str]
+    splits: list[str] | None  # None: no split given
+    groups: list[str] | None = None
+    group_by: str | None = None
 
 
 def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, seed: int,
-                skip_bad: bool = False) -> ImageDataset:
-    """An ImageFolder tree: ``root/{train,val,test}/<class>/...`` (train required) or ``root/<class>/...``.
+                skip_bad: bool = False, classes: Sequence[str] | None = None, all_test: bool = False) -> ImageDataset:
+    """An ImageFolder tree: ``root/<split>/<class>/...`` (train required) or ``root/<class>/...``.
 
-    Classes are the sorted class folder names (union over split folders); files are found recursively by extension,
-    hidden files and folders are skipped. Files of other types are ignored with a warning that counts them, since
-    a folder of DICOMs silently read as "no images" would be a mystery.
+    Split folders are recognised by name in any case: ``train``/``training``, ``val``/``valid``/``validation``,
+    ``test``/``testing``. Classes are the sorted class folder names (union over split folders), or ``classes``
+    when given (see :func:`medtl.data.load_dataset`); files are found recursively by extension, hidden files and
+    folders are skipped. Files of other types are ignored with a warning that counts them, since a folder of DICOMs
+    silently read as "no images" would be a mystery. Broken or looping symbolic links count as unreadable files.
     """
-    subdirs = _visible_dirs(root)
-    split_dirs = [d for d in subdirs if d.name in SPLITS]
-    if split_dirs:
-        others = [d.name for d in subdirs if d.name not in SPLITS]
-        if others:
-            raise DataError(
-                f"{root} mixes split folders ({', '.join(d.name for d in split_dirs)}) with other folders "
-                f"({', '.join(others)}); put the class folders inside train/, val/ and test/."
-            )
-        if "train" not in [d.name for d in split_dirs]:
-            raise DataError(f"{root} has split folders but no train/ folder; the train split is required.")
-        layout = [(d.name, d) for d in split_dirs]
-    else:
-        layout = [("train", root)]
+    layout = _split_layout(root)
     files: list[Path] = []
     class_of: list[str] = []
     split_of: list[str] = []
@@ -48,44 +56,118 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
             class_names.add(class_dir.name)
             for f in sorted(class_dir.rglob("*")):
                 hidden = any(part.startswith(".") for part in f.relative_to(class_dir).parts)
-                if hidden or not f.is_file():
+                broken_link = f.is_symlink() and not f.exists()
+                if hidden or not (f.is_file() or broken_link):
                     continue
-                if is_image_file(f):
+                if is_image_file(f) or broken_link:
                     files.append(f)
                     class_of.append(class_dir.name)
                     split_of.append(split)
                 else:
                     ignored[f.suffix.lower() or "(no extension)"] += 1
-    classes = sorted(class_names)
+    where = printable(root)
     found = set(class_of)
-    empty = [c for c in classes if c not in found]
+    empty = [printable(c) for c in sorted(class_names) if c not in found]
     kinds = ", ".join(f"{n} {suffix}" for suffix, n in ignored.most_common())
     if empty:
         raise DataError(
-            f"{root}: class folder(s) {', '.join(empty)} contain no image files "
+            f"{where}: class folder(s) {', '.join(empty)} contain no image files "
             f"({', '.join(sorted(IMAGE_EXTENSIONS))}){f'; found only unsupported files ({kinds})' if ignored else ''}; "
             "add images (convert other formats, e.g. DICOM, to PNG) or remove the folders."
         )
     if ignored:
-        warnings.warn(f"{root}: ignored {sum(ignored.values())} file(s) that are not supported images ({kinds}).",
+        warnings.warn(f"{where}: ignored {sum(ignored.values())} file(s) that are not supported images ({kinds}).",
                       MedtlWarning, stacklevel=3)
-    source = {"kind": "folder", "path": str(root.resolve()), "md5": None, "license": None, "citation": None}
-    return _from_files(name, source, files, class_of, classes, split_of, image_size, fractions, seed, skip_bad)
+    if classes is not None:
+        _check_known(where, "class folder(s)", sorted(class_names), classes)
+    items = Labelled(files, [printable(f.relative_to(root)) for f in files], class_of,
+                     split_of if len(layout) > 1 or layout[0][1] != root else None)
+    source = {"kind": "folder", "path": printable(root.resolve()), "md5": None, "license": None, "citation": None}
+    return _from_files(name, source, items, list(classes) if classes is not None else sorted(class_names),
+                       classes is not None, image_size, fractions, seed, skip_bad, all_test)
+
+
+def _split_layout(root: Path) -> list[tuple[str, Path]]:
+    """``[(split, folder)]``: the split folders of ``root``, or ``[("train", root)]`` when it has none."""
+    subdirs = _visible_dirs(root)
+    named = {d: SPLIT_NAMES.get(d.name.lower()) for d in subdirs}
+    split_dirs = [d for d in subdirs if named[d]]
+    if not split_dirs:
+        return [("train", root)]
+    where = printable(root)
+    others = [printable(d.name) for d in subdirs if not named[d]]
+    if others:
+        raise DataError(
+            f"{where} mixes split folders ({', '.join(printable(d.name) for d in split_dirs)}) with other folders "
+            f"({', '.join(others)}), which would become classes next to them, so the layout is neither "
+            "<split>/<class>/ nor <class>/. Put the class folders inside the split folders (train/, val/, test/; "
+            "also recognised in any case: training, valid, validation, testing), or rename a class folder that only "
+            "looks like a split."
+        )
+    for split, count in Counter(named[d] for d in split_dirs).items():
+        if count > 1:
+            same = ", ".join(printable(d.name) for d in split_dirs if named[d] == split)
+            raise DataError(f"{where}: the folders {same} all name the {split} split; merge them into one.")
+    if "train" not in named.values():
+        raise DataError(f"{where} has split folders ({', '.join(printable(d.name) for d in split_dirs)}) but no "
+                        "train/ (or training/) folder; the train split is required.")
+    return [(named[d], d) for d in split_dirs]  # type: ignore[misc]
+
+
+def _check_known(where: str, what: str, names: Sequence[str], classes: Sequence[str]) -> None:
+    """Refuse class names that are not among ``classes`` (a model's), naming both."""
+    unknown = [printable(n) for n in names if n not in set(classes)]
+    if unknown:
+        raise DataError(f"{where}: {what} {', '.join(repr(u) for u in unknown)} are not among the model's classes "
+                        f"{list(classes)}; rename them, or remove the images the model cannot score.")
 
 
 def load_manifest(path: Path, name: str, image_size: int, fractions: Fractions, seed: int,
-                  skip_bad: bool = False) -> ImageDataset:
-    """A CSV manifest with header ``path,label`` and optional ``split`` (train/val/test) columns.
+                  skip_bad: bool = False, classes: Sequence[str] | None = None, all_test: bool = False,
+                  group_by: str | None = None) -> ImageDataset:
+    """A CSV manifest with header ``path,label`` and optional ``split`` (train/val/test) and group columns.
 
-    Paths are relative to the CSV's folder (absolute paths are allowed). Labels are class names or integers;
-    classes are the sorted unique labels (numerically sorted when all are integers). Errors name the line number
-    in the file (the header is line 1).
+    Paths are relative to the CSV's folder (absolute paths are allowed); a path on two lines is refused (a
+    duplicate row would put one image in two splits). Labels are class names or integers; classes are the sorted
+    unique labels (numerically sorted when all are integers), or ``classes`` when given. The group column (named
+    ``group_by``; by default a column named ``group``, if any) holds a patient or study id: splits medtl draws
+    keep each group on one side. Errors name the line number in the file (the header is line 1).
     """
-    files, labels, splits, lines = _read_manifest(path)
-    labels, classes = _manifest_classes(path, labels, lines)
-    _check_rare_labels(path, labels, splits, lines)
-    source = {"kind": "csv", "path": str(path.resolve()), "md5": None, "license": None, "citation": None}
-    return _from_files(name, source, files, labels, classes, splits, image_size, fractions, seed, skip_bad)
+    items, lines = _read_manifest(path, group_by)
+    _check_duplicates(path, items, lines)
+    items.labels, found = _manifest_classes(path, items.labels, lines)
+    if classes is not None:
+        _check_known(printable(path), "label(s)", found, classes)
+    elif not all_test:
+        _check_rare_labels(path, items.labels, items.splits, lines)
+    source = {"kind": "csv", "path": printable(path.resolve()), "md5": None, "license": None, "citation": None}
+    return _from_files(name, source, items, list(classes) if classes is not None else found, classes is not None,
+                       image_size, fractions, seed, skip_bad, all_test)
+
+
+def _check_duplicates(path: Path, items: Labelled, lines: list[int]) -> None:
+    """Refuse a path on several lines: with one label the rows are duplicates (which leak between drawn splits),
+    with different labels the data contradicts itself."""
+    rows: dict[str, list[int]] = defaultdict(list)
+    for i, file in enumerate(items.files):
+        rows[os.path.normcase(os.path.abspath(file))].append(i)
+    repeated = [r for r in rows.values() if len(r) > 1]
+    if not repeated:
+        return
+    conflicting = [r for r in repeated if len({items.labels[i] for i in r}) > 1]
+
+    def show(r: list[int], labels: bool) -> str:
+        where = ", ".join(f"line {lines[i]}" + (f" ({items.labels[i]!r})" if labels else "") for i in r[:5])
+        return f"{items.ids[r[0]]!r} on {where}{', ...' if len(r) > 5 else ''}"
+
+    more = lambda found: f" ({len(found) - 3} more paths like these)" if len(found) > 3 else ""  # noqa: E731
+    if conflicting:
+        raise DataError(f"{printable(path)}: conflicting labels: the same image is listed with different labels: "
+                        f"{'; '.join(show(r, True) for r in conflicting[:3])}{more(conflicting)}. Decide on one "
+                        "label per image and keep one row for it.")
+    raise DataError(f"{printable(path)}: duplicate rows: the same image is listed more than once: "
+                    f"{'; '.join(show(r, False) for r in repeated[:3])}{more(repeated)}. Remove the duplicate rows "
+                    "(repeated rows would put one image in both train and test).")
 
 
 def _manifest_classes(path: Path, labels: list[str], lines: list[int]) -> tuple[list[str], list[str]]:
@@ -100,13 +182,13 @@ def _manifest_classes(path: Path, labels: list[str], lines: list[int]) -> tuple[
         i = next(i for i, n in enumerate(numbers) if n is not None)
         j = next(j for j, n in enumerate(numbers) if n is None)
         raise DataError(
-            f"{path}: the labels mix numbers and names (line {lines[i]}: {labels[i]!r}, line {lines[j]}: "
+            f"{printable(path)}: the labels mix numbers and names (line {lines[i]}: {labels[i]!r}, line {lines[j]}: "
             f"{labels[j]!r}); use class names throughout or class indices throughout."
         )
     for label, n, line in zip(labels, numbers, lines):
         if not n.is_integer():  # type: ignore[union-attr]
-            raise DataError(f"{path}, line {line}: label {label!r} is not a whole number; numeric labels are class "
-                            "indices (0, 1, ...), not scores.")
+            raise DataError(f"{printable(path)}, line {line}: label {label!r} is not a whole number; numeric labels "
+                            "are class indices (0, 1, ...), not scores.")
     indices = [int(n) for n in numbers]  # type: ignore[arg-type]
     return [str(i) for i in indices], [str(i) for i in sorted(set(indices))]
 
@@ -117,32 +199,38 @@ def _check_rare_labels(path: Path, labels: list[str], splits: list[str] | None, 
         trained = {label for label, split in zip(labels, splits) if split == "train"}
         for label, line in zip(labels, lines):
             if label not in trained:
-                raise DataError(f"{path}, line {line}: label {label!r} appears in no train row, so no model can learn "
-                                "it (a typo?); fix the label or add training rows of that class.")
+                raise DataError(f"{printable(path)}, line {line}: label {label!r} appears in no train row, so no "
+                                "model can learn it (a typo?); fix the label or add training rows of that class.")
         return
     counts = Counter(labels)
     for label, line in zip(labels, lines):
         if counts[label] == 1:
-            raise DataError(f"{path}, line {line}: label {label!r} occurs on this line only (a typo?); a class needs "
-                            "at least 2 images to be split into train/val/test. Fix the label or add images.")
+            raise DataError(f"{printable(path)}, line {line}: label {label!r} occurs on this line only (a typo?); "
+                            "a class needs at least 2 images to be split into train/val/test. Fix the label or add "
+                            "images.")
 
 
-def _read_manifest(path: Path) -> tuple[list[Path], list[str], list[str] | None, list[int]]:
+def _read_manifest(path: Path, group_by: str | None) -> tuple[Labelled, list[int]]:
+    """The rows of a manifest and their line numbers; ``group_by`` names the group column (None: ``group`` if any)."""
     files: list[Path] = []
+    ids: list[str] = []
     labels: list[str] = []
     splits: list[str] = []
+    groups: list[str] = []
     lines: list[int] = []
+    where_file = printable(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns = {c.strip().lower(): c for c in reader.fieldnames or [] if c}
             if "path" not in columns or "label" not in columns:
                 raise DataError(
-                    f"{path}: the header (line 1) must name the columns 'path' and 'label' (and optionally 'split'), "
-                    f"found {reader.fieldnames}."
+                    f"{where_file}: the header (line 1) must name the columns 'path' and 'label' (and optionally "
+                    f"'split' and 'group'), found {reader.fieldnames}."
                 )
+            group_column = _group_column(where_file, columns, group_by)
             for row in reader:
-                where = f"{path}, line {reader.line_num}"
+                where = f"{where_file}, line {reader.line_num}"
                 value = {key: (row.get(col) or "").strip() for key, col in columns.items()}
                 if not value["path"]:
                     raise DataError(f"{where}: the path is empty; give an image path or remove the row.")
@@ -150,8 +238,8 @@ def _read_manifest(path: Path) -> tuple[list[Path], list[str], list[str] | None,
                 file = file if file.is_absolute() else path.parent / file
                 if not file.is_file():
                     raise DataError(
-                        f"{where}: image {value['path']!r} not found (looked for {file}); fix the path (relative paths "
-                        "are resolved against the CSV's folder) or remove the row."
+                        f"{where}: image {value['path']!r} not found (looked for {printable(file)}); fix the path "
+                        "(relative paths are resolved against the CSV's folder) or remove the row."
                     )
                 if not value["label"]:
                     raise DataError(f"{where}: the label is empty; give a class name or index.")
@@ -162,15 +250,33 @@ def _read_manifest(path: Path) -> tuple[list[Path], list[str], list[str] | None,
                     raise DataError(
                         f"{where}: unknown split {value['split']!r}; use one of {', '.join(SPLITS)}."
                     )
+                if group_column and not value[group_column]:
+                    raise DataError(f"{where}: the {group_column!r} column is empty; give every row its group "
+                                    "(e.g. the patient id), or remove the column.")
                 files.append(file)
+                ids.append(value["path"])
                 labels.append(value["label"])
                 splits.append(value.get("split", "train").lower())
+                groups.append(value.get(group_column or "", ""))
                 lines.append(reader.line_num)
     except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: cannot parse as a UTF-8 CSV file ({e}).") from e
+        raise DataError(f"{where_file}: cannot parse as a UTF-8 CSV file ({e}).") from e
     if not files:
-        raise DataError(f"{path}: the manifest has no data rows.")
-    return files, labels, splits if "split" in columns else None, lines
+        raise DataError(f"{where_file}: the manifest has no data rows.")
+    items = Labelled(files, ids, labels, splits if "split" in columns else None,
+                     groups if group_column else None, group_column)
+    return items, lines
+
+
+def _group_column(where: str, columns: dict[str, str], group_by: str | None) -> str | None:
+    """The (lower-case) group column: ``group_by``, which must exist, else ``group`` if the header has it."""
+    if group_by is None:
+        return "group" if "group" in columns else None
+    key = group_by.strip().lower()
+    if key in ("path", "label", "split") or key not in columns:
+        raise DataError(f"{where}: no column {group_by!r} to group by (columns: {', '.join(columns.values())}); "
+                        "name the column that holds the patient or study id.")
+    return key
 
 
 def _number(text: str) -> float | None:
@@ -187,27 +293,35 @@ def _visible_dirs(path: Path) -> list[Path]:
 def _from_files(
     name: str,
     source: dict[str, object],
-    files: Sequence[Path],
-    class_of: Sequence[str],
+    items: Labelled,
     classes: list[str],
-    given: Sequence[str] | None,
+    fixed_classes: bool,
     image_size: int,
     fractions: Fractions,
     seed: int,
     skip_bad: bool,
+    all_test: bool,
 ) -> ImageDataset:
     """Load every file once (leaving out unreadable ones if ``skip_bad``), split the items, build the data set."""
-    if len(classes) < 2:
+    if len(classes) < 2 and not fixed_classes:
         raise DataError(f"{source['path']}: found only the class(es) {classes}; classification needs at least two.")
-    images, bad = load_images(files, image_size, skip_bad)
-    kept = [i for i in range(len(files)) if i not in bad]
+    images, bad, formats = load_images(items.files, image_size, skip_bad)
+    kept = [i for i in range(len(items.files)) if i not in bad]
+
+    def keep(values: list[str] | None) -> list[str] | None:
+        return None if values is None else [values[i] for i in kept]
+
     index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([index[class_of[i]] for i in kept], dtype=np.int64)
-    parts = assign_splits(labels, None if given is None else [given[i] for i in kept], fractions, seed,
-                          source["path"])
-    label_tensor = torch.from_numpy(labels)
-    splits = {s: Split(images[torch.from_numpy(i)], label_tensor[torch.from_numpy(i)]) for s, i in parts.items()}
-    source.update(image_size=image_size, split=list(fractions), seed=seed, skipped_files=len(bad))
+    labels = np.array([index[items.labels[i]] for i in kept], dtype=np.int64)
+    every = Split(images, torch.from_numpy(labels), keep(items.ids), keep(items.groups), formats)
+    if all_test:
+        parts = {"train": np.arange(0), "val": np.arange(0), "test": np.arange(len(kept))}
+        record = test_only_record(len(kept))
+    else:
+        parts, record = assign_splits(labels, keep(items.splits), fractions, seed, str(source["path"]),
+                                      keep(items.groups), items.group_by)
+    splits = {s: every.take(i) for s, i in parts.items()}
+    source.update(image_size=image_size, seed=seed, skipped_files=len(bad), group_by=items.group_by, **record)
     task = "binary" if len(classes) == 2 else "multiclass"
     return ImageDataset(name, task, classes, splits["train"], splits["val"], splits["test"], source,
                         skipped=list(bad.values()))

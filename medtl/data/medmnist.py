@@ -16,6 +16,8 @@ import torch
 
 from ..errors import ConfigError, DataError, unknown
 from .dataset import SPLITS, ImageDataset, Split
+from .splits import GIVEN
+from .text import printable
 
 SIZES = (28, 64, 128, 224)
 TASKS = {
@@ -101,6 +103,7 @@ def load_medmnist(flag: str, size: int, root: str | Path | None, download: bool)
         "url": url,
         "license": info["license"],
         "citation": CITATION + (CITATION_PLUS if size != 28 else "") + SOURCE_CITATIONS.get(flag, ""),
+        **GIVEN,
     }
     splits = _splits(arrays, multilabel, str(path))
     return ImageDataset(f"{flag}{suffix}", TASKS[info["task"]], classes, *splits, source)
@@ -132,25 +135,31 @@ def _locate(flag: str, size: int, file_name: str, root: str | Path | None, downl
 def load_npz(path: Path, name: str) -> ImageDataset:
     """A ``.npz`` file in MedMNIST layout; the task and class count are inferred from its labels."""
     data = path.read_bytes()
-    arrays = read_npz(io.BytesIO(data), str(path))
+    arrays = read_npz(io.BytesIO(data), printable(path))
     labels = [arrays[f"{s}_labels"] for s in SPLITS]
     if not labels[0].size:
-        raise DataError(f"{path}: train_labels is empty; the train split is required.")
+        raise DataError(f"{printable(path)}: train_labels is empty; the train split is required.")
     widths = {y.shape[1] if y.ndim == 2 else 1 for y in labels}
     if len(widths) != 1:
-        raise DataError(f"{path}: the label arrays have different widths {sorted(widths)} across splits.")
+        raise DataError(f"{printable(path)}: the label arrays have different widths {sorted(widths)} across splits.")
     width = widths.pop()
     if width > 1:
         if not all(np.isin(y, (0, 1)).all() for y in labels):
-            raise DataError(f"{path}: labels of shape (N, {width}) must be 0/1 (multi-label); found other values.")
+            raise DataError(f"{printable(path)}: labels of shape (N, {width}) must be 0/1 (multi-label); found other "
+                            "values.")
         task, count = "multilabel", width
     else:
         count = max(int(y.max()) + 1 for y in labels if y.size)  # negative labels are refused by _labels
+        images = sum(len(y) for y in labels)
+        if count > images:  # one class name per index is made below: a label of 10**9 must not allocate 10**9
+            split, top = max(((s, int(y.max())) for s, y in zip(SPLITS, labels) if y.size), key=lambda t: t[1])
+            raise DataError(f"{printable(path)}: {split}_labels holds the label {top}, but labels are class indices "
+                            f"0..K-1 and the file has only {images} images; fix the labels (remap them to 0..K-1).")
         if count < 2:
-            raise DataError(f"{path}: the labels hold only one class; classification needs at least two.")
+            raise DataError(f"{printable(path)}: the labels hold only one class; classification needs at least two.")
         task = "binary" if count == 2 else "multiclass"
-    source = {"kind": "npz", "path": str(path.resolve()), "md5": hashlib.md5(data).hexdigest(), "license": None,
-              "citation": None}
+    source = {"kind": "npz", "path": printable(path.resolve()), "md5": hashlib.md5(data).hexdigest(), "license": None,
+              "citation": None, **GIVEN}
     splits = _splits(arrays, task == "multilabel", str(path))
     return ImageDataset(name, task, [str(i) for i in range(count)], *splits, source)
 

@@ -42,6 +42,17 @@ def classification_metrics(y_true: np.ndarray, y_score: np.ndarray, task: str,
     }
 
 
+def single_class_metrics(y_true: np.ndarray, y_score: np.ndarray, classes: list[str]) -> dict[str, float | None]:
+    """What can be said of images that all hold one class (an external set of, say, only grade-4 scans): AUROC and
+    AUPRC are undefined (None); accuracy is then that class's recall (sensitivity, or specificity for the negative
+    class of a binary task), and the mean probability of each class shows how sure the model was."""
+    y_true, y_score = _validate(y_true, y_score, "multiclass" if y_score.shape[1] > 2 else "binary")
+    (label,) = np.unique(y_true)
+    accuracy = float((y_score.argmax(1) == label).mean())
+    return {"auroc": None, "auprc": None, "accuracy": accuracy, f"recall_{classes[label]}": accuracy,
+            **{f"mean_prob_{c}": float(y_score[:, j].mean()) for j, c in enumerate(classes)}}
+
+
 def predictions_table(y_true: np.ndarray, y_score: np.ndarray, task: str,
                       classes: list[str]) -> list[dict[str, int | float]]:
     """One row per sample (for a predictions CSV), so individual errors can be inspected after training.
