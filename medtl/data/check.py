@@ -20,6 +20,7 @@ weighs twice, so it is reported but not counted as leakage.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, MedtlWarning
+from . import load_dataset
 from .dataset import SPLITS, ImageDataset
 
 NEAR_THRESHOLD = 0.98  # see README "Data": the pairs each threshold flags on BreastMNIST and the chest X-rays
@@ -293,10 +295,6 @@ def check_command(spec: str, *, out: str | Path | None = None, threshold: float 
     CPU threads (default: torch's), print the report,
     write ``leakage.json`` and ``pairs.png`` into ``out``; the exit status is 1 when anything leaks across splits,
     else 0 (bad input raises, which the command line turns into 2)."""
-    import json
-
-    from . import load_dataset
-
     threshold = NEAR_THRESHOLD if threshold is None else threshold
     if not 0 < threshold <= 1:
         raise ConfigError(f"--threshold is a cosine similarity in (0, 1], got {threshold}.")
