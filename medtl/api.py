@@ -19,7 +19,8 @@ from .config import TrainConfig
 from .data import ImageDataset, Preprocess, load_dataset
 from .data.splits import resplit
 from .errors import ConfigError, DataError, MedtlWarning
-from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
+from .evaluation import (classification_metrics, count_macs, count_parameters, evidence, predictions_table,
+                         with_calibrated)
 from .model import Classifier, build_classifier
 from .strategies import Strategy, get_strategy
 from .training import CHECKPOINT, Trainer, load_checkpoint, predict, seed_everything
@@ -184,14 +185,19 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run_dir: Pat
     """Evaluate the selected model once on the test split and write every artefact of the run."""
     spec = model.spec
     plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
-    test_prob, _ = predict(model, data.test.images, plain, data.task, channels_last=cfg.channels_last,
-                           precision=cfg.precision)
+    test_prob, test_logits = predict(model, data.test.images, plain, data.task, channels_last=cfg.channels_last,
+                                     precision=cfg.precision)
+    val_prob, val_logits = predict(model, data.val.images, plain, data.task, channels_last=cfg.channels_last,
+                                   precision=cfg.precision)
     test = classification_metrics(data.test.labels.numpy(), test_prob, data.task, split="test")
+    stats, calibrated_prob, model.spec.temperature = evidence(
+        data.test.labels.numpy(), test_prob, test_logits.cpu().numpy(), data.val.labels.numpy(),
+        val_logits.cpu().numpy(), data.task, data.classes, ordinal=cfg.ordinal, bootstrap=cfg.bootstrap, seed=cfg.seed)
     best = next(row for row in history if row["epoch"] == best_epoch)
     model.cpu()
     metrics = {
         **{f"test_{k}": v for k, v in test.items()},
-        **{k: v for k, v in best.items() if k.startswith("val_")},
+        **{k: v for k, v in best.items() if k.startswith("val_")}, **stats,
         "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"],
         "parameters": count_parameters(model), "trainable_parameters": count_parameters(model, True),
         "macs": count_macs(model, spec.in_chans, spec.image_size),
@@ -199,15 +205,17 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run_dir: Pat
         "data": data.name, "seed": cfg.seed, "data_source": data.source,
     }
     write_csv(run_dir / "history.csv", history)
-    write_csv(run_dir / "predictions_test.csv", predictions_table(data.test.labels.numpy(), test_prob, data.task,
-                                                                  data.classes))
+    write_csv(run_dir / "predictions_test.csv", with_calibrated(
+        predictions_table(data.test.labels.numpy(), test_prob, data.task, data.classes), calibrated_prob, data.classes))
     save_model(model, run_dir)
     write_json(run_dir / "metrics.json", metrics)
     return metrics
 
 
 def summary(metrics: dict) -> str:
-    return (f"test AUROC {metrics['test_auroc']:.4f}  AUPRC {metrics['test_auprc']:.4f}  "
+    ci = metrics.get("test_auroc_ci")
+    return (f"test AUROC {metrics['test_auroc']:.4f}{f' (95% CI {ci[0]:.3f}–{ci[1]:.3f})' if ci else ''}  "
+            f"AUPRC {metrics['test_auprc']:.4f}  "
             f"accuracy {metrics['test_accuracy']:.4f}  balanced accuracy {metrics['test_balanced_accuracy']:.4f}  "
             f"parameters {metrics['parameters']:,}  MACs {metrics['macs'] / 1e6:.1f}M  "
             f"(best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s)")

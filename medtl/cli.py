@@ -34,6 +34,10 @@ _HELP = {
     "image_size": "model input size in pixels",
     "select": "validation metric used to pick the epoch: auroc, auprc or loss",
     "patience": "early stopping: epochs without validation improvement (0: off)",
+    "bootstrap": "stratified bootstrap resamples for the 95% confidence intervals of test AUROC, AUPRC and accuracy "
+                 "(0: none)",
+    "ordinal": "the classes are ordered grades (class order = label order): also report quadratic-weighted kappa "
+               "and the mean absolute grade error",
     "out": "directory that receives run directories",
     "precision": "fp32, bf16 (autocast; on CPU it pays for ResNets, not EfficientNet-Lite) or fp16 (CUDA only, "
                  "with loss scaling)",

@@ -52,6 +52,9 @@ class TrainConfig:
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
     select: str = "auroc"
     patience: int = 10
+    # evaluation
+    bootstrap: int = 2000
+    ordinal: bool = False
     # run
     seed: int = 0
     out: str = "runs"
@@ -115,6 +118,9 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be a positive integer, got {getattr(self, key)!r}.")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: BatchNorm cannot train on batches of one image.")
+        if self.bootstrap < 0:
+            raise ConfigError(f"bootstrap must be 0 (no confidence intervals) or a number of resamples, "
+                              f"got {self.bootstrap}.")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}.")
         if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or min(self.split) < 0:

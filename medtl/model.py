@@ -48,6 +48,7 @@ class ModelSpec:
     partial: list | None = None
     slim_from: str | None = None  # TransFusion: blocks after this cut have 1/shrink of their channels
     shrink: int | None = None
+    temperature: float | None = None  # temperature scaling fitted on the validation split (None: not fitted)
 
     def to_dict(self) -> dict:
         return asdict(self)

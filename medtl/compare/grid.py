@@ -15,7 +15,7 @@ from ..strategies import CUT_OPTION, STRATEGIES
 
 CUT_LEVELS = ("block", "layer", "all")
 # Options that do not change what a run learns, left out of its identity.
-RUN_ONLY = ("out", "name", "device", "threads", "cache_mb", "trust_pickle")
+RUN_ONLY = ("out", "name", "device", "threads", "cache_mb", "trust_pickle", "bootstrap", "ordinal")
 
 
 @dataclass(frozen=True)
