@@ -18,6 +18,7 @@ from ..config import TrainConfig
 from ..evaluation import latency_ms
 from ..training import CHECKPOINT
 from .grid import GridRun, build_grid, cut_points
+from .significance import add_p_values
 from .summary import best_on_validation, markdown, paper_rows, summarise
 
 LATENCY = "latency.json"
@@ -52,7 +53,7 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
     train_all(todo, workers, verbose)
     records = [record(run) for run in runs]
     rows = summarise(records)
-    table = paper_rows(rows, select)
+    table = add_p_values(paper_rows(rows, select), records, out)
     files = write_reports(base, rows, table, records, out, select)
     if plots:
         from .plots import plot_boxes, plot_cuts
