@@ -48,37 +48,36 @@ def resample_counts(indices: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-def weighted_auroc(y: np.ndarray, score: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """AUROC of one binary column in each resample: (B,) from 0/1 ``y`` (N,), ``score`` (N,) and ``counts`` (B, N).
+def tie_groups(y: np.ndarray, score: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per resample, the weight of positives and of negatives in each group of tied scores, in ascending order of
+    score: two (B, G) arrays for 0/1 ``y`` (N,), ``score`` (N,) and ``counts`` (B, N), G distinct scores."""
+    order = np.argsort(score, kind="mergesort")
+    sorted_score, weights, is_pos = score[order], counts[:, order], y[order].astype(bool)
+    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
+    pos = np.add.reduceat(np.where(is_pos, weights, 0.0), starts, axis=1)
+    return pos, np.add.reduceat(weights, starts, axis=1) - pos
+
+
+def weighted_auroc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUROC in each resample (B,) from its :func:`tie_groups` weights: the Mann-Whitney statistic.
 
     Equals ``roc_auc_score(y[idx], score[idx])`` for the resample ``idx`` (ties count one half); NaN where a
     resample has no positives or no negatives."""
-    pos, neg = _tie_groups(y, score, counts)
     below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each group of tied scores
     n_pos, n_neg = pos.sum(1), neg.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (pos * (below + 0.5 * neg)).sum(1) / (n_pos * n_neg)
 
 
-def weighted_average_precision(y: np.ndarray, score: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Average precision (``sklearn.metrics.average_precision_score``) of one binary column in each resample:
-    sum over distinct thresholds, from the highest score down, of the recall gained times the precision there."""
-    pos, neg = _tie_groups(y, score, counts)
+def weighted_average_precision(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Average precision (``sklearn.metrics.average_precision_score``) in each resample from its :func:`tie_groups`
+    weights: the sum over distinct thresholds, from the highest score down, of the recall gained times the
+    precision there."""
     pos, neg = pos[:, ::-1], neg[:, ::-1]  # highest scores first
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
     precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (pos * precision).sum(1) / pos.sum(1)
-
-
-def _tie_groups(y: np.ndarray, score: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per resample, the weight of positives and of negatives in each group of tied scores, in ascending order."""
-    order = np.argsort(score, kind="mergesort")
-    sorted_score, weights, is_pos = score[order], counts[:, order], y[order].astype(bool)
-    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
-    pos = np.add.reduceat(np.where(is_pos, weights, 0.0), starts, axis=1)
-    neg = np.add.reduceat(np.where(is_pos, 0.0, weights), starts, axis=1)
-    return pos, neg
 
 
 def bootstrap_metrics(y_true: np.ndarray, y_score: np.ndarray, y_pred: np.ndarray, task: str,
@@ -100,8 +99,9 @@ def bootstrap_metrics(y_true: np.ndarray, y_score: np.ndarray, y_pred: np.ndarra
     step = max(1, CHUNK // max(n, 1))
     for start in range(0, len(indices), step):
         counts = resample_counts(indices[start:start + step], n)
-        results["auroc"].append(np.mean([weighted_auroc(t, s, counts) for t, s in columns], axis=0))
-        results["auprc"].append(np.mean([weighted_average_precision(t, s, counts) for t, s in columns], axis=0))
+        groups = [tie_groups(t, s, counts) for t, s in columns]
+        results["auroc"].append(np.mean([weighted_auroc(*g) for g in groups], axis=0))
+        results["auprc"].append(np.mean([weighted_average_precision(*g) for g in groups], axis=0))
         results["accuracy"].append(counts @ correct / n)
     return {k: np.concatenate(v) for k, v in results.items()}
 
