@@ -40,6 +40,20 @@ def test_bootstrap_matches_sklearn_on_the_same_resamples(task, classes, ties):
         assert fast["accuracy"][b] == pytest.approx(accuracy_score(y[idx], pred[idx]), abs=1e-12)
 
 
+def test_multilabel_bootstrap_resamples_rows_and_matches_sklearn():
+    rng = np.random.default_rng(2)
+    labels, scores = (rng.random((40, 3)) < 0.3).astype(int), rng.random((40, 3)).round(1)
+    indices = stratified_indices(labels, "multilabel", 20, seed=1)
+    fast = bootstrap_metrics(labels, scores, (scores > 0.5).astype(int), "multilabel", indices)
+    for b, idx in enumerate(indices):
+        t, s = labels[idx], scores[idx]
+        if all(0 < t[:, j].sum() < len(t) for j in range(3)):
+            assert fast["auroc"][b] == pytest.approx(np.mean([roc_auc_score(t[:, j], s[:, j]) for j in range(3)]))
+        else:  # a label without positives or negatives: AUROC undefined, left out of the interval
+            assert np.isnan(fast["auroc"][b])
+        assert fast["accuracy"][b] == pytest.approx(((s > 0.5) == t).mean())
+
+
 def test_stratified_resamples_keep_the_class_counts():
     y, _, _ = scored(80, classes=3)
     indices = stratified_indices(y, "multiclass", 50, seed=0)
