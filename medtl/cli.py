@@ -34,7 +34,7 @@ _HELP = {
     "image_size": "model input size in pixels",
     "select": "validation metric used to pick the epoch: auroc, auprc or loss",
     "patience": "early stopping: epochs without validation improvement (0: off)",
-    "bootstrap": "stratified bootstrap resamples for the 95% confidence intervals of test AUROC, AUPRC and accuracy "
+    "bootstrap": "stratified bootstrap resamples for the 95%% confidence intervals of test AUROC, AUPRC and accuracy "
                  "(0: none)",
     "ordinal": "the classes are ordered grades (class order = label order): also report quadratic-weighted kappa "
                "and the mean absolute grade error",
