@@ -179,3 +179,13 @@ def test_train_reports_the_statistics_for_ordinal_grades(tmp_path, capsys):
     assert (calibrated.argmax(1) == predictions).all() and np.allclose(calibrated.sum(1), 1)
     assert medtl.load_model(run).spec.temperature == pytest.approx(metrics["temperature"])
     assert 0 <= metrics["test_ece_calibrated"] <= 1 and 0 <= metrics["test_ece"] <= 1
+
+
+def test_statistics_options_in_help_and_checked(capsys):
+    from medtl.cli import main
+
+    with pytest.raises(SystemExit) as done:  # a stray % in a help text breaks argparse's --help
+        main(["train", "--help"])
+    assert done.value.code == 0 and "--bootstrap" in capsys.readouterr().out
+    assert main(["train", "--bootstrap", "-1"]) == 2
+    assert "bootstrap must be 0" in capsys.readouterr().err
