@@ -104,6 +104,11 @@ class TrainConfig:
                          choices=("auroc", "auprc", "loss"))
     patience: int = option(10, "early stopping: epochs without validation improvement (0: off)", low=0,
                            high=100_000, resume=True)
+    # evaluation (of the selected model, after training: they change no weight)
+    bootstrap: int = option(2000, "resamples of the stratified bootstrap behind the 95%% confidence intervals (0: none)",
+                            low=0, high=1_000_000, run_only=True)
+    ordinal: bool = option(False, "the classes are ordered grades (class order = label order): also report "
+                           "quadratic-weighted kappa and mean absolute grade error", run_only=True)
     # run
     seed: int = option(0, "random seed (splits drawn by medtl, initialisation, batches, augmentation)", low=0,
                        high=MAX_SEED, grid=False)

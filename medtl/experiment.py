@@ -16,7 +16,8 @@ from .config import TrainConfig, resume_refused
 from .data import ImageDataset, Preprocess
 from .data.check import warn_leakage
 from .errors import ConfigError, DataError, MedtlWarning
-from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
+from .evaluation import (classification_metrics, count_macs, count_parameters, evidence, predictions_table,
+                         with_calibrated)
 from .model import Classifier
 from .resolve import load_data, make_strategy, model_weights, resolve_device
 from .rundir import RunDir, data_fingerprint
@@ -190,22 +191,32 @@ def describe(model: Classifier, strategy: Strategy, data: ImageDataset) -> str:
 
 def score(model: Classifier, images: torch.Tensor, task: str, cfg: TrainConfig) -> np.ndarray:
     """Class probabilities of the selected model, computed the one way a run and ``evaluate`` both use."""
+    return score_logits(model, images, task, cfg)[0]
+
+
+def score_logits(model: Classifier, images: torch.Tensor, task: str, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     spec = model.spec
     plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
-    return predict(model, images, plain, task, channels_last=cfg.channels_last, precision=cfg.precision)[0]
+    prob, logits = predict(model, images, plain, task, channels_last=cfg.channels_last, precision=cfg.precision)
+    return prob, logits.cpu().numpy()
 
 
 def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir, history: list[dict],
            best_epoch: int, seconds: float, fingerprint: dict) -> dict:
     """Evaluate the selected model once on the test split and write every artefact of the run."""
     spec = model.spec
-    test_prob = score(model, data.test.images, data.task, cfg)
+    test_prob, test_logits = score_logits(model, data.test.images, data.task, cfg)
+    _, val_logits = score_logits(model, data.val.images, data.task, cfg)
     test = classification_metrics(data.test.labels.numpy(), test_prob, data.task, split="test")
+    stats, calibrated_prob, spec.temperature = evidence(
+        data.test.labels.numpy(), test_prob, test_logits, data.val.labels.numpy(), val_logits, data.task,
+        data.classes, ordinal=cfg.ordinal, bootstrap=cfg.bootstrap, seed=cfg.seed)
     best = next(row for row in history if row["epoch"] == best_epoch)
     model.cpu()
     metrics = {
         **{f"test_{k}": v for k, v in test.items()},
         **{k: v for k, v in best.items() if k.startswith("val_")},
+        **stats,
         "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"],
         "parameters": count_parameters(model), "trainable_parameters": count_parameters(model, True),
         "macs": count_macs(model, spec.in_chans, spec.image_size),
@@ -215,7 +226,8 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
         "data_fingerprint": fingerprint,
     }
     run.write_history(history)
-    run.write_predictions(predictions_table(data.test.labels.numpy(), test_prob, data.task, data.classes))
+    run.write_predictions(with_calibrated(predictions_table(data.test.labels.numpy(), test_prob, data.task,
+                                                            data.classes), calibrated_prob, data.classes))
     run.save_model(model)
     run.write_metrics(metrics)
     return metrics
@@ -232,7 +244,8 @@ def split_counts(data: ImageDataset) -> dict[str, dict[str, int]]:
 
 
 def summary(metrics: dict) -> str:
-    return (f"test AUROC {metrics['test_auroc']:.4f}  AUPRC {metrics['test_auprc']:.4f}  "
+    ci = metrics.get("test_auroc_ci")
+    return (f"test AUROC {metrics['test_auroc']:.4f}{f' (95% CI {ci[0]:.3f}–{ci[1]:.3f})' if ci else ''}  AUPRC {metrics['test_auprc']:.4f}  "
             f"accuracy {metrics['test_accuracy']:.4f}  balanced accuracy {metrics['test_balanced_accuracy']:.4f}  "
             f"parameters {metrics['parameters']:,}  MACs {metrics['macs'] / 1e6:.1f}M  "
             f"(best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s)")

@@ -50,6 +50,7 @@ class ModelSpec:
     partial: list | None = None
     slim_from: str | None = None  # TransFusion: blocks after this cut have 1/shrink of their channels
     shrink: int | None = None
+    temperature: float | None = None  # temperature scaling fitted on the validation split (None: not fitted)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -182,8 +183,10 @@ def build_classifier(
 def rebuild(spec: ModelSpec) -> Classifier:
     """An untrained classifier with exactly the architecture that ``spec`` describes (for reloading)."""
     get_spec(spec.backbone)  # validates the name
-    return build_classifier(
+    model = build_classifier(
         spec.backbone, spec.num_classes, cut=spec.cut, weights=None, in_chans=spec.in_chans,
         image_size=spec.image_size, head=spec.head, classes=spec.classes, task=spec.task,
         slim_from=spec.slim_from, shrink=spec.shrink or 2,
     )
+    model.spec.temperature = spec.temperature  # fitted after training: not part of the architecture
+    return model

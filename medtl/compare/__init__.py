@@ -14,6 +14,7 @@ from ..rundir import make_dir
 from .grid import GridRun, build_grid, cut_points
 from .plots import plot_boxes, plot_cuts
 from .runner import Executor, LocalExecutor, fit_run, record, run_grid
+from .significance import add_p_values
 from .summary import best_on_validation, markdown, paper_rows, summarise
 
 log = logging.getLogger("medtl")
@@ -46,7 +47,7 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
     log.info("compare: %s", out)
     records = run_grid(runs, LocalExecutor(workers), verbose)
     rows = summarise(records)
-    table = paper_rows(rows, select)
+    table = add_p_values(paper_rows(rows, select), records, out)
     files = write_reports(base, rows, table, records, out, select)
     if plots:
         order = [c for c, _ in cut_points(base.backbone, "all")]

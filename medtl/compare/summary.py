@@ -67,14 +67,20 @@ def markdown(rows: list[dict], first: str, select: str = "auprc") -> str:
     validation metric shown (the one configurations were chosen on)."""
     head = [first] + (["cut"] if first == "method" else ["cut", "runs"]) + [
         "AUROC", "AUPRC", "accuracy", f"val {select.upper()}", "trainable P (M)", "P (M)", "MACs (M)", "T (ms)"]
+    tested = any("p_vs_full" in r for r in rows)  # the paired DeLong test against FTL (compare/significance.py)
+    head += ["p vs FTL"] if tested else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r[first]), r["cut"] or "–"] + ([] if first == "method" else [str(r["runs"])]) + [
             _pm(r, "test_auroc"), _pm(r, "test_auprc"), _pm(r, "test_accuracy"), _pm(r, f"val_{select}"),
             f"{r['trainable_parameters'] / 1e6:.3f}", f"{r['parameters'] / 1e6:.3f}", f"{r['macs'] / 1e6:.1f}",
-            f"{r['latency_ms_mean']:.2f}"]
+            f"{r['latency_ms_mean']:.2f}"] + ([_p(r.get("p_vs_full"))] if tested else [])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _p(p: float | None) -> str:
+    return "–" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _pm(row: dict, key: str) -> str:

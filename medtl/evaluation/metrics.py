@@ -155,3 +155,55 @@ def _mean(values: list[float]) -> float:
     for value in values:
         total += value
     return float(total / len(values))
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) counts: row = true class, column = predicted class (scikit-learn's layout)."""
+    return np.bincount(np.asarray(y_true).reshape(-1) * num_classes + np.asarray(y_pred).reshape(-1),
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def class_report(y_true: np.ndarray, y_score: np.ndarray, task: str, classes: list[str]) -> dict:
+    """The errors behind the summary numbers, on medmnist's hard predictions.
+
+    ``confusion_matrix``: binary/multi-class (C, C) counts, row = true class, column = predicted (as scikit-learn);
+    multi-label one [[TN, FP], [FN, TP]] per label. ``per_class``: ``{class: {precision, recall, f1, support}}``
+    (support = images of the class; multi-label: positives of the label; an undefined ratio is 0, as scikit-learn's
+    ``zero_division=0``)."""
+    y_true, y_score = _validate(y_true, y_score, task)
+    y_pred = _predict(y_score, task)
+    if task == "multilabel":
+        matrices = np.stack([confusion_matrix(y_true[:, j], y_pred[:, j], 2) for j in range(y_true.shape[1])])
+        tp, fp, fn = matrices[:, 1, 1], matrices[:, 0, 1], matrices[:, 1, 0]
+        matrix = matrices.tolist()
+    else:
+        square = confusion_matrix(y_true, y_pred, y_score.shape[1])
+        tp, fp, fn = np.diag(square), square.sum(0) - np.diag(square), square.sum(1) - np.diag(square)
+        matrix = square.tolist()
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    per_class = {c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                 for c, p, r, f, s in zip(classes, precision, recall, f1, tp + fn)}
+    return {"confusion_matrix": matrix, "per_class": per_class}
+
+
+def ordinal_metrics(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
+    """Agreement of predicted and true grades when the classes are ordered (class index = grade).
+
+    ``quadratic_kappa``: Cohen's kappa with weights (i − j)² / (C − 1)², the usual score for disease grading (a
+    grade off by two costs four times one off by one); 1 is perfect, 0 chance agreement. ``mean_absolute_error``:
+    the mean of |predicted grade − true grade|, in grades. Kappa is 0 when every image is of one grade and is
+    predicted so (chance agreement is then perfect too)."""
+    y_true, y_score = _validate(y_true, y_score, "multiclass")
+    y_pred = _predict(y_score, "multiclass")
+    c = y_score.shape[1]
+    observed = confusion_matrix(y_true, y_pred, c).astype(np.float64)
+    expected = np.outer(observed.sum(1), observed.sum(0)) / observed.sum()
+    weights = (np.arange(c)[:, None] - np.arange(c)[None, :]) ** 2 / max(c - 1, 1) ** 2
+    chance = (weights * expected).sum()
+    kappa = 1.0 - (weights * observed).sum() / chance if chance > 0 else 0.0
+    return {"quadratic_kappa": float(kappa), "mean_absolute_error": float(np.abs(y_pred - y_true).mean())}
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
