@@ -188,4 +188,4 @@ def test_statistics_options_in_help_and_checked(capsys):
         main(["train", "--help"])
     assert done.value.code == 0 and "--bootstrap" in capsys.readouterr().out
     assert main(["train", "--bootstrap", "-1"]) == 2
-    assert "bootstrap must be 0" in capsys.readouterr().err
+    assert "bootstrap must be >= 0" in capsys.readouterr().err
