@@ -7,6 +7,8 @@ Flat public API::
     result = medtl.train(data="breastmnist", backbone="efficientnet_lite0", strategy="truncated", cut="blocks.4")
     model = medtl.load_model(result.run_dir)
 """
+__version__ = "0.1.0"  # first: submodules (api, deploy) record it while the package initialises
+
 from .api import RunResult, cuts, evaluate, train
 from .artifacts import load_model, save_model
 from .backbones import BACKBONES, backbone_cuts, create_backbone, list_backbones, register_backbone
@@ -17,7 +19,6 @@ from .evaluation import classification_metrics, count_macs, count_parameters
 from .model import Classifier, Head, ModelSpec, build_classifier
 from .strategies import STRATEGIES, Strategy, get_strategy
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BACKBONES", "Classifier", "ConfigError", "DataError", "Head", "ImageDataset", "MedtlError", "ModelSpec",

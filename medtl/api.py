@@ -11,15 +11,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import __version__
 from .artifacts import (atomic_write, load_model, new_run_dir, remove_partial_writes, run_lock, save_model, write_csv,
                         write_json)
 from .backbones import backbone_cuts, create_backbone, get_spec
 from .backbones.weights import read_state_dict
 from .config import TrainConfig
-from .data import ImageDataset, Preprocess, load_dataset
+from .data import SPLITS, ImageDataset, Preprocess, load_dataset
 from .data.splits import resplit
+from .deploy.card import MODEL_CARD, model_card
+from .deploy.predict import with_tta
 from .errors import ConfigError, DataError, MedtlWarning
-from .evaluation import classification_metrics, count_macs, count_parameters, predictions_table
+from .evaluation import classification_metrics, count_macs, count_parameters, latency_ms, predictions_table
+from .evaluation.threshold import run_operating_point
 from .model import Classifier, build_classifier
 from .strategies import Strategy, get_strategy
 from .training import CHECKPOINT, Trainer, load_checkpoint, predict, seed_everything
@@ -187,22 +191,32 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run_dir: Pat
     test_prob, _ = predict(model, data.test.images, plain, data.task, channels_last=cfg.channels_last,
                            precision=cfg.precision)
     test = classification_metrics(data.test.labels.numpy(), test_prob, data.task, split="test")
+    val_prob, _ = predict(model, data.val.images, plain, data.task, channels_last=cfg.channels_last,
+                          precision=cfg.precision)
+    operating = run_operating_point(data.val.labels.numpy(), val_prob, data.test.labels.numpy(), test_prob, data.task,
+                                    cfg.target_sensitivity)
+    spec.threshold, spec.read_size = operating.get("threshold"), data.train.images.shape[-1]
     best = next(row for row in history if row["epoch"] == best_epoch)
     model.cpu()
     metrics = {
         **{f"test_{k}": v for k, v in test.items()},
+        **operating,
         **{k: v for k, v in best.items() if k.startswith("val_")},
         "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"],
         "parameters": count_parameters(model), "trainable_parameters": count_parameters(model, True),
         "macs": count_macs(model, spec.in_chans, spec.image_size),
         "train_seconds": seconds, "backbone": spec.backbone, "cut": spec.cut, "strategy": cfg.strategy,
         "data": data.name, "seed": cfg.seed, "data_source": data.source,
+        "split_counts": {name: data.class_counts(name) for name in SPLITS},
+        "cpu_latency_ms": latency_ms(model, spec.in_chans, spec.image_size),
+        "cpu_latency_threads": torch.get_num_threads(), "versions": {"medtl": __version__, "torch": torch.__version__},
     }
     write_csv(run_dir / "history.csv", history)
     write_csv(run_dir / "predictions_test.csv", predictions_table(data.test.labels.numpy(), test_prob, data.task,
-                                                                  data.classes))
+                                                                  data.classes, getattr(data.test, "ids", None)))
     save_model(model, run_dir)
     write_json(run_dir / "metrics.json", metrics)
+    atomic_write(run_dir / MODEL_CARD, model_card(run_dir))
     return metrics
 
 
@@ -214,8 +228,9 @@ def summary(metrics: dict) -> str:
 
 
 def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None = None, split: str = "test",
-             out: str | Path | None = None) -> dict:
-    """Score a saved model on a split of ``data`` (default: the data set it was trained on)."""
+             out: str | Path | None = None, tta: str = "none") -> dict:
+    """Score a saved model on a split of ``data`` (default: the data set it was trained on); ``tta="hflip"``
+    averages the probabilities of each image and its horizontal mirror."""
     run = Path(run)
     model = load_model(run)
     spec = model.spec
@@ -230,7 +245,7 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
         raise DataError(f"{data} has {dataset.in_chans}-channel images, the model expects {spec.in_chans}.")
     chosen = dataset.split(split)
     plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
-    prob, _ = predict(model, chosen.images, plain, dataset.task)
+    prob = with_tta(lambda images: predict(model, images, plain, dataset.task)[0], chosen.images, tta)
     metrics = classification_metrics(chosen.labels.numpy(), prob, dataset.task, split=split)
     if out is not None:
         out = Path(out)

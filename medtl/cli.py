@@ -1,4 +1,5 @@
-"""``medtl`` command line: ``train``, ``compare``, ``search``, ``analyze``, ``evaluate``, ``cuts``, ``backbones``, ``strategies``.
+"""``medtl`` command line: ``train``, ``compare``, ``search``, ``analyze``, ``evaluate``, ``predict``, ``export``,
+``cuts``, ``backbones``, ``strategies``.
 
 Every ``train`` flag is a :class:`~medtl.config.TrainConfig` field (``--image-size`` = ``image_size:`` in YAML).
 Bad input exits with status 2 and a one-paragraph message, never a traceback.
@@ -40,6 +41,8 @@ _HELP = {
     "compile": "torch.compile the model (pays only for long runs; see benchmarks/README.md)",
     "cudnn_benchmark": "let cuDNN pick the fastest kernels (GPU; faster, not bit-repeatable)",
     "threads": "CPU threads (default: one per core; on a busy machine 1 can be several times faster)",
+    "target_sensitivity": "binary: choose the decision threshold that reaches this sensitivity on validation "
+                          "(default: maximise Youden's J on validation)",
     "skip_bad_images": "leave unreadable image files out (listed in the run's skipped_files.txt) instead of failing",
     "trust_pickle": "let --weights FILE be a pickle checkpoint: loading it can run code, so only for files you trust "
                     "(never read from a config file)",
@@ -86,6 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-root")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--out", type=Path, help="write predictions and metrics here")
+    ev.add_argument("--tta", default="none", choices=("none", "hflip"),
+                    help="test-time augmentation: hflip averages each image with its mirror (default: none)")
+
+    pr = sub.add_parser("predict", help="class probabilities for image files, from a run or an exported .onnx model")
+    pr.add_argument("model", type=Path, help="run directory, exported .onnx file, or the folder `medtl export` wrote")
+    pr.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or CSVs with a path column")
+    pr.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write (default predictions.csv)")
+    pr.add_argument("--threshold", type=float, help="binary: call positive when P(positive) >= this (default: the "
+                    "threshold the run chose on validation)")
+    pr.add_argument("--tta", default="none", choices=("none", "hflip"), help="test-time augmentation (default: none)")
+    pr.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and list them "
+                    "instead of failing")
+    pr.add_argument("--batch-size", type=int, default=256, help="files read and scored at once (bounds memory)")
+    pr.add_argument("--threads", type=int, help="CPU threads")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ex = sub.add_parser("export", help="export a run's model to one self-contained file, checked against torch")
+    ex.add_argument("run", type=Path, help="run directory")
+    ex.add_argument("--format", default="onnx", choices=("onnx",))
+    ex.add_argument("--out", type=Path, help="output folder (default: RUN/export)")
 
     cuts = sub.add_parser("cuts", help="list a backbone's cut points with shapes, parameters and MACs")
     cuts.add_argument("--backbone", required=True)
@@ -196,8 +219,27 @@ def _analyze(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from .api import evaluate
 
-    metrics = evaluate(args.run, args.data, data_root=args.data_root, split=args.split, out=args.out)
+    metrics = evaluate(args.run, args.data, data_root=args.data_root, split=args.split, out=args.out, tta=args.tta)
     print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    import torch
+
+    from .deploy.predict import predict
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = predict(args.model, args.inputs, args.out, threshold=args.threshold, tta=args.tta,
+                     skip_bad_images=args.skip_bad_images, batch_size=args.batch_size, verbose=not args.quiet)
+    print(f"{result.out}: {result.predicted} image(s) predicted" +
+          (f", {len(result.skipped)} unreadable file(s) skipped" if result.skipped else ""))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .deploy.export import export
+
+    print(export(args.run, args.out, args.format).path)
 
 
 def _cuts(args: argparse.Namespace) -> None:
@@ -244,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "train"
     if args.command is None:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list}
+    handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "evaluate": _evaluate, "predict": _predict, "export": _export, "cuts": _cuts, "backbones": _list, "strategies": _list}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", MedtlWarning)

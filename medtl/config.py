@@ -52,6 +52,7 @@ class TrainConfig:
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
     select: str = "auroc"
     patience: int = 10
+    target_sensitivity: float | None = None  # binary: threshold reaching this validation sensitivity (else Youden's J)
     # run
     seed: int = 0
     out: str = "runs"
@@ -117,6 +118,8 @@ class TrainConfig:
             raise ConfigError("batch_size must be at least 2: BatchNorm cannot train on batches of one image.")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}.")
+        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
+            raise ConfigError(f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}.")
         if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or min(self.split) < 0:
             raise ConfigError(f"split must be three fractions train,val,test summing to 1, got {self.split}.")
         return self
