@@ -149,8 +149,10 @@ def build_classifier(
 def rebuild(spec: ModelSpec) -> Classifier:
     """An untrained classifier with exactly the architecture that ``spec`` describes (for reloading)."""
     get_spec(spec.backbone)  # validates the name
-    return build_classifier(
+    model = build_classifier(
         spec.backbone, spec.num_classes, cut=spec.cut, weights=None, in_chans=spec.in_chans,
         image_size=spec.image_size, head=spec.head, classes=spec.classes, task=spec.task,
         slim_from=spec.slim_from, shrink=spec.shrink or 2,
     )
+    model.spec.threshold, model.spec.read_size = spec.threshold, spec.read_size  # how it is used, not built
+    return model
