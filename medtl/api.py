@@ -251,7 +251,7 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / f"predictions_{split}.csv", predictions_table(chosen.labels.numpy(), prob, dataset.task,
-                                                                      dataset.classes))
+                                                                      dataset.classes, getattr(chosen, "ids", None)))
         write_json(out / f"metrics_{split}.json", metrics)
     return metrics
 

@@ -83,3 +83,17 @@ def test_a_single_class_has_no_threshold():
 def test_undefined_ratios_are_nan():
     at = operating_point(np.array([0, 1]), np.array([0.2, 0.4]), 0.5)  # nothing called positive
     assert np.isnan(at["ppv"]) and at["sensitivity"] == 0.0 and at["npv"] == 0.5
+
+
+def test_run_operating_point_is_chosen_on_validation_and_scored_on_test():
+    from medtl.evaluation.threshold import run_operating_point
+
+    val_y, val_p = np.array([0, 0, 1, 1]), np.array([[0.9, 0.1], [0.7, 0.3], [0.4, 0.6], [0.2, 0.8]])
+    test_y, test_p = np.array([0, 1, 1]), np.array([[0.6, 0.4], [0.5, 0.5], [0.1, 0.9]])
+    out = run_operating_point(val_y, val_p, test_y, test_p, "binary")
+    assert out["threshold"] == pytest.approx(0.45) and out["threshold_rule"] == "Youden's J"
+    assert out["test_sensitivity"] == 1.0 and out["test_specificity"] == 1.0
+    out = run_operating_point(val_y, val_p, test_y, test_p, "binary", target_sensitivity=0.5)
+    assert out["threshold"] == pytest.approx(0.7) and out["test_sensitivity"] == 0.5
+    assert run_operating_point(val_y, np.c_[val_p, val_p[:, :1]], test_y, np.c_[test_p, test_p[:, :1]],
+                               "multiclass") == {}
