@@ -5,8 +5,8 @@
     and timed against the same model in torch (eval, ``inference_mode``, channels_last, as ``medtl`` predicts):
     latency at batch 1 and throughput at batch 64, torch and onnxruntime interleaved in rounds with the same number
     of threads (torch.set_num_threads / ORT intra-op threads). Random weights: speed does not depend on them.
-``python benchmarks/deploy.py memory --images 20000``
-    ``medtl predict`` on N 28 px PNG files (the default model: Lite0 ``blocks.3``, 64 px) in a fresh process, peak
+``python benchmarks/deploy.py memory --images 20000 [--cut blocks.3 --image-size 64]``
+    ``medtl predict`` on N 28 px PNG files (default: the default model, Lite0 ``blocks.3``, 64 px) in a fresh process, peak
     resident memory from ``getrusage(RUSAGE_CHILDREN).ru_maxrss``, next to the same for 1,000 files: streaming keeps
     it flat in N.
 """
@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks.common import interleave, load_note, machine, ratio  # noqa: E402
+from benchmarks.run import with_omp_policy  # noqa: E402
 
 MODELS = {  # name: (backbone, cut or None = full, channels, image size)
     "efficientnet_lite0 blocks.3, 64 px (default)": ("efficientnet_lite0", "blocks.3", 1, 64),
@@ -120,9 +121,9 @@ def _predict_peak_rss_mb(run: Path, folder: Path, threads: int) -> tuple[float, 
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - start
 
 
-def memory(images: int, threads: int) -> list[dict]:
-    """Peak RSS of predicting 1,000 and ``images`` files; each measured from its own fresh parent process, so that
-    RUSAGE_CHILDREN's maximum belongs to that one child."""
+def memory(images: int, threads: int, cut: str, image_size: int) -> list[dict]:
+    """Peak RSS of predicting 1,000 and ``images`` files with EfficientNet-Lite0 cut at ``cut``, ``image_size`` px;
+    each measured from its own fresh parent process, so that RUSAGE_CHILDREN's maximum belongs to that one child."""
     import medtl
     from medtl.artifacts import save_model
     from medtl.model import build_classifier
@@ -132,7 +133,7 @@ def memory(images: int, threads: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="medtl-bench-predict-") as tmp:
         run = Path(tmp) / "run"
         run.mkdir()
-        model = build_classifier("efficientnet_lite0", 2, cut="blocks.3", weights=None, in_chans=1, image_size=64,
+        model = build_classifier("efficientnet_lite0", 2, cut=cut, weights=None, in_chans=1, image_size=image_size,
                                  classes=["malignant", "normal, benign"], task="binary")
         model.spec.read_size, model.spec.threshold = 28, 0.5
         save_model(model, run)
@@ -148,17 +149,20 @@ def memory(images: int, threads: int) -> list[dict]:
                     f"{threads}))")
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             rss, seconds = map(float, out.split()[-2:])
-            rows.append({"images": n, "peak_rss_mib": rss, "seconds": seconds, "images_per_s": n / seconds})
+            rows.append({"model": f"efficientnet_lite0 {cut}, {image_size} px", "images": n, "peak_rss_mib": rss, "seconds": seconds, "images_per_s": n / seconds})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
 def main(argv: list[str]) -> None:
+    with_omp_policy("PASSIVE")  # as benchmarks/run.py: spinning OpenMP threads distort a busy machine's figures
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=("latency", "memory"))
     p.add_argument("--threads", default="1,2", help="latency: comma-separated thread counts; memory: the first")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--images", type=int, default=20000)
+    p.add_argument("--cut", default="blocks.3", help="memory: EfficientNet-Lite0 cut (default: the default model's)")
+    p.add_argument("--image-size", type=int, default=64, help="memory: model input size (default 64)")
     p.add_argument("--out", type=Path, help="write FILE.json")
     args = p.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
@@ -166,7 +170,7 @@ def main(argv: list[str]) -> None:
     if args.what == "latency":
         rows = latency(threads, args.rounds)
     else:
-        rows = memory(args.images, threads[0])
+        rows = memory(args.images, threads[0], args.cut, args.image_size)
     info.update(rows=rows, load=load_note() if args.what == "latency" else f"1-min load {os.getloadavg()[0]:.1f}")
     print(info["load"])
     if args.out:

@@ -19,7 +19,6 @@ from .evaluation import classification_metrics, count_macs, count_parameters
 from .model import Classifier, Head, ModelSpec, build_classifier
 from .strategies import STRATEGIES, Strategy, get_strategy
 
-
 __all__ = [
     "BACKBONES", "Classifier", "ConfigError", "DataError", "Head", "ImageDataset", "MedtlError", "ModelSpec",
     "Preprocess", "RunResult", "STRATEGIES", "Strategy", "TrainConfig", "WeightsUnavailableError", "backbone_cuts",

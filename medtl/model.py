@@ -49,7 +49,7 @@ class ModelSpec:
     slim_from: str | None = None  # TransFusion: blocks after this cut have 1/shrink of their channels
     shrink: int | None = None
     # Binary tasks: an image is called positive when P(classes[1]) >= threshold, chosen on the validation split
-    # (medtl.evaluation.threshold); None (older runs, other tasks): the arg-max.
+    # (medtl.evaluation.threshold); None: other tasks, and older binary runs (then 0.5).
     threshold: float | None = None
     # Image files are resized to read_size x read_size as the training data's loader stored them (MedMNIST: its native
     # size; folders and CSVs: image_size), then Preprocess resizes to image_size: so files are seen as in training.

@@ -72,14 +72,15 @@ class Scorer:
 
 
 class TorchScorer(Scorer):
-    """A run directory's model, scored with the same ``predict`` as training and ``evaluate``."""
+    """A run directory's model, scored with the same ``predict`` as training and ``evaluate``, in channels_last
+    memory format as training scored its test split (faster on CPU)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.model = load_model(run_dir)
+        self.model = load_model(run_dir).to(memory_format=torch.channels_last)
         super().__init__(self.model.spec)
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        return torch_predict(self.model, images, self.preprocess, self.spec.task)[0]
+        return torch_predict(self.model, images, self.preprocess, self.spec.task, channels_last=True)[0]
 
 
 class OnnxScorer(Scorer):
