@@ -168,6 +168,8 @@ def predict(model: str | Path | Scorer, inputs: Sequence[str | Path], out: str |
     Unreadable files stop it (a ``DataError`` naming the file) unless ``skip_bad_images``: then they are left out,
     returned and listed in a warning, and the rest are predicted.
     """
+    if tta not in TTA:
+        raise ConfigError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA)}.")
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     spec = scorer.spec
     classes = spec.classes or [str(i) for i in range(spec.num_classes)]  # runs that recorded no class names
