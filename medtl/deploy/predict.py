@@ -50,12 +50,16 @@ def with_tta(probabilities: Callable[[torch.Tensor], np.ndarray], images: torch.
 
     The flip is applied to the raw batch, before ``Preprocess``: resizing and normalising commute with it.
     """
-    if tta not in TTA:
-        raise ConfigError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA)}.")
+    check_tta(tta)
     prob = probabilities(images)
     if tta == "hflip":
         prob = (prob + probabilities(images.flip(-1))) / 2
     return prob
+
+
+def check_tta(tta: str) -> None:
+    if tta not in TTA:
+        raise ConfigError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA)}.")
 
 
 class Scorer:
@@ -168,8 +172,7 @@ def predict(model: str | Path | Scorer, inputs: Sequence[str | Path], out: str |
     Unreadable files stop it (a ``DataError`` naming the file) unless ``skip_bad_images``: then they are left out,
     returned and listed in a warning, and the rest are predicted.
     """
-    if tta not in TTA:
-        raise ConfigError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA)}.")
+    check_tta(tta)
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     spec = scorer.spec
     classes = spec.classes or [str(i) for i in range(spec.num_classes)]  # runs that recorded no class names
