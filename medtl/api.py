@@ -13,6 +13,7 @@ from .data import load_dataset
 from .errors import DataError
 from .evaluation import (classification_metrics, count_macs, count_parameters, predictions_table,
                          single_class_metrics)
+from .deploy.predict import with_tta
 from .experiment import RunResult
 from .model import build_classifier
 from .report import report_after
@@ -49,11 +50,12 @@ def reported(result: RunResult) -> RunResult:
 
 
 def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None = None, split: str | None = None,
-             out: str | Path | None = None) -> dict:
+             out: str | Path | None = None, tta: str = "none") -> dict:
     """Score a saved run: without ``data``, exactly the images of ``split`` (default test) the run was trained and
     tested on (its splits drawn again from its config, and checked against the run's record of them); with ``data``,
     every image of another data set whose class names are among the model's (even a single class), or only its
-    given ``split``. Metrics that need two classes are None on a single-class set."""
+    given ``split``. Metrics that need two classes are None on a single-class set. ``tta="hflip"`` averages each
+    image's probabilities with its mirror's."""
     run = RunDir(run)
     model = run.load_model()
     spec = model.spec
@@ -74,14 +76,14 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
         raise DataError(f"{dataset.name} has {dataset.in_chans}-channel images, the model expects {spec.in_chans}.")
     chosen = dataset.split(split)
     log.info("scoring %d %s images of %s", len(chosen), split, dataset.name)
-    prob = experiment.score(model, chosen.images, dataset.task, cfg)
+    prob = with_tta(lambda images: experiment.score(model, images, dataset.task, cfg), chosen.images, tta)
     metrics = (classification_metrics(chosen.labels.numpy(), prob, dataset.task, split=split)
                if dataset.task == "multilabel" or len(chosen.labels.unique()) > 1
                else single_class_metrics(chosen.labels.numpy(), prob, dataset.classes))
     if out is not None:
         out = make_dir(out)
         write_csv(out / f"predictions_{split}.csv", predictions_table(chosen.labels.numpy(), prob, dataset.task,
-                                                                      dataset.classes))
+                                                                      dataset.classes, chosen.ids))
         write_json(out / f"metrics_{split}.json", metrics)
     return metrics
 

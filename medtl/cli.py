@@ -1,5 +1,5 @@
-"""``medtl`` command line: ``train``, ``compare``, ``search``, ``analyze``, ``evaluate``, ``cuts``, ``backbones``,
-``strategies``.
+"""``medtl`` command line: ``train``, ``compare``, ``search``, ``analyze``, ``explain``, ``report``, ``evaluate``,
+``predict``, ``export``, ``data check``, ``cuts``, ``backbones``, ``strategies``.
 
 Every ``train`` flag is a :class:`~medtl.config.TrainConfig` field (``--image-size`` = ``image_size:`` in YAML), with
 its help and allowed values from the field's metadata. Bad input exits with status 2 and a one-paragraph message,
@@ -79,6 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the split to score (default: the test split of the run's own data; every image of --data)")
     ev.add_argument("--out", type=Path, help="write predictions and metrics here")
     ev.add_argument("--threads", type=int, help="CPU threads (default: one per core)")
+    ev.add_argument("--tta", default="none", choices=("none", "hflip"),
+                    help="test-time augmentation: hflip averages each image with its mirror (default: none)")
+
+    pr = sub.add_parser("predict", help="class probabilities for image files, from a run or an exported .onnx model")
+    pr.add_argument("model", type=Path, help="run directory, exported .onnx file, or the folder `medtl export` wrote")
+    pr.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or CSVs with a path column")
+    pr.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write (default predictions.csv)")
+    pr.add_argument("--threshold", type=float, help="binary: call positive when P(positive) >= this (default: the "
+                    "threshold the run chose on validation)")
+    pr.add_argument("--tta", default="none", choices=("none", "hflip"), help="test-time augmentation (default: none)")
+    pr.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and list them "
+                    "instead of failing")
+    pr.add_argument("--batch-size", type=int, default=256, help="files read and scored at once (bounds memory)")
+    pr.add_argument("--threads", type=int, help="CPU threads")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ex = sub.add_parser("export", help="export a run's model to one self-contained file, checked against torch")
+    ex.add_argument("run", type=Path, help="run directory")
+    ex.add_argument("--format", default="onnx", choices=("onnx",))
+    ex.add_argument("--out", type=Path, help="output folder (default: RUN/export)")
 
     cuts = sub.add_parser("cuts", help="list a backbone's cut points with shapes, parameters and MACs")
     cuts.add_argument("--backbone", required=True)
@@ -259,7 +279,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
         torch.set_num_threads(args.threads)
-    metrics = evaluate(args.run, args.data, data_root=args.data_root, split=args.split, out=args.out)
+    metrics = evaluate(args.run, args.data, data_root=args.data_root, split=args.split, out=args.out,
+                       tta=args.tta)
     print("  ".join(f"{k} {'undefined' if v is None else f'{v:.4f}'}" for k, v in metrics.items()))
 
 
@@ -270,6 +291,25 @@ def _data(args: argparse.Namespace) -> int:
     return check_command(args.data, out=args.out, threshold=args.threshold, root=cfg.data_root,
                          image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.seed, group_by=cfg.group_by,
                          skip_bad_images=cfg.skip_bad_images, threads=cfg.threads)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    import torch
+
+    from .deploy.predict import predict
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = predict(args.model, args.inputs, args.out, threshold=args.threshold, tta=args.tta,
+                     skip_bad_images=args.skip_bad_images, batch_size=args.batch_size, verbose=not args.quiet)
+    print(f"{result.out}: {result.predicted} image(s) predicted" +
+          (f", {len(result.skipped)} unreadable file(s) skipped" if result.skipped else ""))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .deploy.export import export
+
+    print(export(args.run, args.out, args.format).path)
 
 
 def _cuts(args: argparse.Namespace) -> None:
@@ -342,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
     handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "explain": _explain,
-                "report": _report, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list, "data": _data}
+                "report": _report, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list,
+                "data": _data, "predict": _predict, "export": _export}
     logger = logging.getLogger("medtl")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)

@@ -104,6 +104,9 @@ class TrainConfig:
                          choices=("auroc", "auprc", "loss"))
     patience: int = option(10, "early stopping: epochs without validation improvement (0: off)", low=0,
                            high=100_000, resume=True)
+    target_sensitivity: float | None = option(None, "binary: the decision threshold is the one reaching this sensitivity "
+                                              "on validation (default: Youden's J)", low=0.0, high=1.0,
+                                              low_open=True, run_only=True)
     # evaluation (of the selected model, after training: they change no weight)
     bootstrap: int = option(2000, "resamples of the stratified bootstrap behind the 95%% confidence intervals (0: none)",
                             low=0, high=1_000_000, run_only=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
 
 from .analysis.autocut import AutoCut, estimate_cut
@@ -16,8 +17,11 @@ from .config import TrainConfig, resume_refused
 from .data import ImageDataset, Preprocess
 from .data.check import warn_leakage
 from .errors import ConfigError, DataError, MedtlWarning
-from .evaluation import (classification_metrics, count_macs, count_parameters, evidence, predictions_table,
-                         with_calibrated)
+from . import __version__
+from .deploy.card import MODEL_CARD, model_card
+from .evaluation import (classification_metrics, count_macs, count_parameters, evidence, latency_ms,
+                         predictions_table, with_calibrated)
+from .evaluation.threshold import run_operating_point
 from .model import Classifier
 from .resolve import load_data, make_strategy, model_weights, resolve_device
 from .rundir import RunDir, data_fingerprint
@@ -206,15 +210,19 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
     """Evaluate the selected model once on the test split and write every artefact of the run."""
     spec = model.spec
     test_prob, test_logits = score_logits(model, data.test.images, data.task, cfg)
-    _, val_logits = score_logits(model, data.val.images, data.task, cfg)
+    val_prob, val_logits = score_logits(model, data.val.images, data.task, cfg)
     test = classification_metrics(data.test.labels.numpy(), test_prob, data.task, split="test")
     stats, calibrated_prob, spec.temperature = evidence(
         data.test.labels.numpy(), test_prob, test_logits, data.val.labels.numpy(), val_logits, data.task,
         data.classes, ordinal=cfg.ordinal, bootstrap=cfg.bootstrap, seed=cfg.seed)
+    operating = run_operating_point(data.val.labels.numpy(), val_prob, data.test.labels.numpy(), test_prob, data.task,
+                                    cfg.target_sensitivity)
+    spec.threshold, spec.read_size = operating.get("threshold"), data.train.images.shape[-1]
     best = next(row for row in history if row["epoch"] == best_epoch)
     model.cpu()
     metrics = {
         **{f"test_{k}": v for k, v in test.items()},
+        **operating,
         **{k: v for k, v in best.items() if k.startswith("val_")},
         **stats,
         "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"],
@@ -224,12 +232,16 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
         "data": data.name, "seed": cfg.seed, "data_source": data.source,
         "split_counts": split_counts(data),
         "data_fingerprint": fingerprint,
+        "cpu_latency_ms": latency_ms(model, spec.in_chans, spec.image_size),
+        "cpu_latency_threads": torch.get_num_threads(),
+        "versions": {"medtl": __version__, "torch": torch.__version__, "timm": timm.__version__},
     }
     run.write_history(history)
     run.write_predictions(with_calibrated(predictions_table(data.test.labels.numpy(), test_prob, data.task,
-                                                            data.classes), calibrated_prob, data.classes))
+                                                            data.classes, data.test.ids), calibrated_prob, data.classes))
     run.save_model(model)
     run.write_metrics(metrics)
+    run.write_text(MODEL_CARD, model_card(run.path))
     return metrics
 
 

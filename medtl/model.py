@@ -51,6 +51,13 @@ class ModelSpec:
     slim_from: str | None = None  # TransFusion: blocks after this cut have 1/shrink of their channels
     shrink: int | None = None
     temperature: float | None = None  # temperature scaling fitted on the validation split (None: not fitted)
+    # Binary tasks: an image is called positive when P(classes[1]) >= threshold, chosen on the validation split
+    # (medtl.evaluation.threshold); None: other tasks, and older binary runs (then 0.5).
+    threshold: float | None = None
+    # Image files are resized to read_size x read_size as the training data's loader stored them (MedMNIST: its native
+    # size; folders and CSVs: image_size), then Preprocess resizes to image_size: so files are seen as in training.
+    # None (older runs): image_size.
+    read_size: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -189,4 +196,5 @@ def rebuild(spec: ModelSpec) -> Classifier:
         slim_from=spec.slim_from, shrink=spec.shrink or 2,
     )
     model.spec.temperature = spec.temperature  # fitted after training: not part of the architecture
+    model.spec.threshold, model.spec.read_size = spec.threshold, spec.read_size  # how it is used, not built
     return model

@@ -215,6 +215,10 @@ class RunDir:
     def write_predictions(self, rows: list[dict], split: str = "test") -> None:
         write_csv(self.path / f"predictions_{split}.csv", rows)
 
+    def write_text(self, name: str, text: str) -> Path:
+        atomic_write(self.path / name, text)
+        return self.path / name
+
     def write_skipped(self, lines: list[str]) -> Path:
         path = self.path / self.SKIPPED
         atomic_write(path, "".join(f"{line}\n" for line in lines))

@@ -5,6 +5,8 @@ hard-prediction metrics are added because AUROC hides poor performance on rare c
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.metrics import (accuracy_score, auc, average_precision_score, balanced_accuracy_score, f1_score,
                              precision_recall_curve, roc_auc_score)
@@ -53,20 +55,25 @@ def single_class_metrics(y_true: np.ndarray, y_score: np.ndarray, classes: list[
             **{f"mean_prob_{c}": float(y_score[:, j].mean()) for j, c in enumerate(classes)}}
 
 
-def predictions_table(y_true: np.ndarray, y_score: np.ndarray, task: str,
-                      classes: list[str]) -> list[dict[str, int | float]]:
+def predictions_table(y_true: np.ndarray, y_score: np.ndarray, task: str, classes: list[str],
+                      ids: Sequence[str] | None = None) -> list[dict[str, int | float | str]]:
     """One row per sample (for a predictions CSV), so individual errors can be inspected after training.
 
-    Columns: ``index``, ``label`` (multilabel: ``label_<class>``), ``prob_<class>``, ``prediction`` (multilabel:
-    ``pred_<class>``); labels and predictions are class indices or 0/1.
+    Columns: ``index``, ``id`` (with ``ids``: the image's file path, or its CSV row / npz index where it has none,
+    so a row can be traced to its image), ``label`` (multilabel: ``label_<class>``), ``prob_<class>``,
+    ``prediction`` (multilabel: ``pred_<class>``); labels and predictions are class indices or 0/1.
     """
     y_true, y_score = _validate(y_true, y_score, task)
     if len(classes) != y_score.shape[1] or len(set(classes)) != len(classes):
         raise ValueError(f"classes must be {y_score.shape[1]} distinct names (one per y_score column), got {classes}")
+    if ids is not None and len(ids) != len(y_score):
+        raise ValueError(f"ids has {len(ids)} entries but y_score has {len(y_score)} rows")
     y_pred = _predict(y_score, task)
-    rows: list[dict[str, int | float]] = []
+    rows: list[dict[str, int | float | str]] = []
     for i in range(len(y_score)):
-        row: dict[str, int | float] = {"index": i}
+        row: dict[str, int | float | str] = {"index": i}
+        if ids is not None:
+            row["id"] = str(ids[i])
         if task == "multilabel":
             row |= {f"label_{c}": int(v) for c, v in zip(classes, y_true[i])}
         else:

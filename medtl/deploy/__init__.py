@@ -1,0 +1,1 @@
+"""The trained model outside the lab: ``predict`` on image files, ``export`` to ONNX, the model card."""

@@ -1,0 +1,138 @@
+"""``medtl export RUN --format onnx``: one self-contained ONNX file that checks itself against torch.
+
+The graph takes the *preprocessed* batch, float32 NCHW ``(batch, C, S, S)`` with a dynamic batch axis, and returns
+class probabilities (softmax; sigmoid for multi-label). Reading, resizing and normalising stay outside the graph,
+described in the file's ``metadata_props`` and in ``model.onnx.json`` beside it, so any runtime can reproduce them;
+``medtl predict model.onnx`` does them with the same code as training. The weights are inside the file (no
+``.onnx.data``); the exporter is ``torch.onnx.export(dynamo=True)`` at a fixed opset.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..artifacts import load_model, write_json
+from ..config import TrainConfig
+from ..data import Preprocess, load_dataset
+from ..errors import ConfigError, MedtlError
+from ..model import Classifier
+from ..training import predict as torch_predict
+from ..training.loop import probabilities
+from .card import MODEL_CARD
+from .predict import ONNX_FILE, SPEC_KEY, OnnxScorer, require_onnxruntime
+
+OPSET = 18
+TOLERANCE = 1e-4  # max |onnxruntime - torch| over the probabilities of the parity images
+PARITY_IMAGES = 64
+FORMATS = ("onnx",)
+
+
+class ExportError(MedtlError):
+    """The exported model does not reproduce the run's model."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    max_abs_diff: float
+    images: int
+
+
+class WithProbabilities(nn.Module):
+    """The classifier followed by the task's output function, so the file returns what ``predict`` reports."""
+
+    def __init__(self, model: Classifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return probabilities(self.model(x), self.model.spec.task)
+
+
+def export(run: str | Path, out: str | Path | None = None, format: str = "onnx", verbose: bool = True) -> ExportResult:
+    """Write ``out/model.onnx`` (default ``out``: ``RUN/export``), ``model.onnx.json`` and the run's model card, then
+    check onnxruntime's probabilities against torch's on up to 64 test images of the run's data set."""
+    if format not in FORMATS:
+        raise ConfigError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}.")
+    require_onnxruntime()
+    try:
+        import onnx
+        import onnxscript  # noqa: F401 -- the dynamo exporter needs it; fail here with the extra's name
+    except ImportError:
+        raise ConfigError('onnx and onnxscript are not installed; install the export extra: '
+                          'pip install "medtl[export]".') from None
+    run = Path(run)
+    model = load_model(run)
+    spec = model.spec
+    out = Path(out) if out is not None else run / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ONNX_FILE
+    example = torch.zeros(2, spec.in_chans, spec.image_size, spec.image_size)
+    torch.onnx.export(WithProbabilities(model).eval(), (example,), str(path), dynamo=True, external_data=False,
+                      opset_version=OPSET, input_names=["input"], output_names=["probabilities"],
+                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, verbose=False)
+    info = describe(model)
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in info["metadata"].items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    write_json(out / f"{ONNX_FILE}.json", info)
+    if (run / MODEL_CARD).is_file() and out.resolve() != run.resolve():
+        shutil.copyfile(run / MODEL_CARD, out / MODEL_CARD)
+    images = parity_images(run, spec.image_size)
+    plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
+    diff = float(np.abs(OnnxScorer(path)(images) - torch_predict(model, images, plain, spec.task)[0]).max())
+    if verbose:
+        print(f"{path}: onnxruntime vs torch on {len(images)} test images of the run's data: max |difference| of the "
+              f"probabilities {diff:.2e} (required < {TOLERANCE:.0e})")
+    if not diff < TOLERANCE:
+        raise ExportError(f"{path} does not reproduce the run's model: onnxruntime's probabilities differ from "
+                          f"torch's by up to {diff:.2e} (limit {TOLERANCE:.0e}); do not use it, and report the backbone "
+                          f"({spec.backbone}, cut {spec.cut}).")
+    return ExportResult(path, diff, len(images))
+
+
+def describe(model: Classifier) -> dict:
+    """What a runtime needs besides the graph: input layout and preprocessing, classes, threshold, provenance.
+    ``metadata`` holds the same as flat strings (ONNX ``metadata_props``), the ModelSpec whole under ``medtl.model``."""
+    spec = model.spec
+    preprocessing = {
+        "read_size": spec.read_size or spec.image_size, "image_size": spec.image_size, "channels": spec.in_chans,
+        "mean": spec.mean, "std": spec.std,
+        "steps": "decode (grey stays 1 channel, colour RGB, alpha on black); resize to read_size (PIL bilinear); "
+                 "scale to [0, 1] (8-bit: /255, 16-bit: /65535); resize to image_size (bilinear, antialiased when "
+                 "shrinking); subtract mean, divide by std (a grey model uses the means of the 3 entries)",
+    }
+    info = {
+        "format": "onnx", "opset": OPSET, "medtl_version": __version__, "torch_version": torch.__version__,
+        "input": {"name": "input", "layout": "NCHW", "dtype": "float32",
+                  "shape": ["batch", spec.in_chans, spec.image_size, spec.image_size]},
+        "output": {"name": "probabilities", "shape": ["batch", spec.num_classes],
+                   "function": "sigmoid" if spec.task == "multilabel" else "softmax"},
+        "preprocessing": preprocessing, "classes": spec.classes, "task": spec.task, "threshold": spec.threshold,
+        "backbone": spec.backbone, "cut": spec.cut,
+    }
+    info["metadata"] = {
+        SPEC_KEY: json.dumps(spec.to_dict()), "medtl.version": __version__, "opset": str(OPSET),
+        "preprocessing": json.dumps(preprocessing), "classes": json.dumps(spec.classes), "task": spec.task,
+        "threshold": json.dumps(spec.threshold), "backbone": spec.backbone, "cut": spec.cut,
+    }
+    return info
+
+
+def parity_images(run: Path, image_size: int) -> torch.Tensor:
+    """Up to 64 test images of the run's own data set, as its loader stores them."""
+    cfg = TrainConfig.load(run / "config.yaml") if (run / "config.yaml").is_file() else None
+    if cfg is None:
+        raise ConfigError(f"{run} has no config.yaml, so its data set (needed to check the export) is unknown.")
+    data = load_dataset(cfg.data, root=cfg.data_root, image_size=image_size, split=tuple(cfg.split), seed=cfg.seed,
+                        skip_bad_images=True)
+    return data.test.images[:PARITY_IMAGES]
