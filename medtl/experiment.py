@@ -247,12 +247,7 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
 
 def split_counts(data: ImageDataset) -> dict[str, dict[str, int]]:
     """Images per class (multi-label: positives per label) in each split."""
-    out = {}
-    for name in ("train", "val", "test"):
-        labels = data.split(name).labels
-        counts = labels.sum(0) if data.task == "multilabel" else torch.bincount(labels, minlength=data.num_classes)
-        out[name] = {c: int(n) for c, n in zip(data.classes, counts.tolist())}
-    return out
+    return {name: dict(zip(data.classes, data.class_counts(name))) for name in ("train", "val", "test")}
 
 
 def summary(metrics: dict) -> str:

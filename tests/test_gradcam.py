@@ -50,6 +50,7 @@ def _test_batch(run):
     return model, x, data.test.labels
 
 
+@pytest.mark.slow
 def test_maps_peak_inside_the_patch_that_decides_the_class(patch_run):
     run, corners = patch_run
     assert run.metrics["test_auroc"] > 0.95  # the model found the cue; otherwise there is nothing to localise
@@ -63,6 +64,7 @@ def test_maps_peak_inside_the_patch_that_decides_the_class(patch_run):
     assert np.mean(inside) >= 0.8, f"the peak lies in the patch in only {np.mean(inside):.0%} of the images"
 
 
+@pytest.mark.slow
 def test_maps_of_a_randomised_model_differ(patch_run):
     """Model randomisation: the same architecture with re-initialised weights must give other maps."""
     run, _ = patch_run
@@ -97,6 +99,7 @@ def test_gradcam_works_on_volumes():
     assert maps.shape == (3, 8, 10, 12) and probs.shape == (3, 2)
 
 
+@pytest.mark.slow
 def test_explain_writes_figure_and_arrays_and_cli(patch_run, tmp_path):
     run, _ = patch_run
     result = explain([run.run_dir, run.run_dir], images=3)

@@ -129,7 +129,7 @@ def test_metrics_report_the_operating_point_chosen_on_validation(run):
     assert metrics["threshold_rule"] == "Youden's J"
     for key in ("test_sensitivity", "test_specificity", "test_ppv", "test_npv"):
         assert 0 <= metrics[key] <= 1
-    assert metrics["split_counts"]["test"] == [42, 114]
+    assert list(metrics["split_counts"]["test"].values()) == [42, 114]
     rows = read_predictions(run / "predictions_test.csv")
     assert "id" not in rows[0] or rows[0]["id"]
 

@@ -95,6 +95,8 @@ def _counts(counts: dict | None, classes: list[str]) -> list[str]:
         return [f"- Images per split: {UNKNOWN}"]
     rows = ["", "| split | " + " | ".join(classes) + " | total |", "|---|" + "---|" * (len(classes) + 1)]
     for split, per_class in counts.items():
+        if isinstance(per_class, dict):  # {class: images}
+            per_class = [per_class.get(c, 0) for c in classes]
         rows.append(f"| {split} | " + " | ".join(f"{n:,}" for n in per_class) + f" | {sum(per_class):,} |")
     return rows
 
