@@ -3,6 +3,10 @@ interrupted (refused when its config or data no longer match what was checkpoint
 from __future__ import annotations
 
 import logging
+import os
+import platform
+import subprocess
+import sys
 import time
 import warnings
 from dataclasses import dataclass, fields, replace
@@ -234,7 +238,7 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
         "data_fingerprint": fingerprint,
         "cpu_latency_ms": latency_ms(model, spec.in_chans, spec.image_size),
         "cpu_latency_threads": torch.get_num_threads(),
-        "versions": {"medtl": __version__, "torch": torch.__version__, "timm": timm.__version__},
+        "provenance": provenance(),
     }
     run.write_history(history)
     run.write_predictions(with_calibrated(predictions_table(data.test.labels.numpy(), test_prob, data.task,
@@ -243,6 +247,20 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
     run.write_metrics(metrics)
     run.write_text(MODEL_CARD, model_card(run.path))
     return metrics
+
+
+def provenance() -> dict:
+    """What produced the run: the command line, versions, the git commit of the working directory (when it is a
+    checkout) and the machine."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "versions": {"medtl": __version__, "torch": torch.__version__, "timm": timm.__version__,
+                         "python": platform.python_version()},
+            "git_commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
 
 
 def split_counts(data: ImageDataset) -> dict[str, dict[str, int]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, OutputWatcher, medtl_process, tiny_npz, wait_for
+from conftest import FAST, OutputWatcher, cli_args, medtl_process, tiny_npz, wait_for
 
 import medtl
 from medtl.cli import main
@@ -130,7 +130,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
 @pytest.mark.slow
 def test_absurd_learning_rate_exits_2_with_advice(tmp_path: Path, capsys) -> None:
     args = ["--data", str(tiny_npz(tmp_path / "d.npz")), "--lr", "1e30", "--out", str(tmp_path), "--quiet"]
-    assert main(["train", *args, *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]]) == 2
+    assert main(["train", *args, *cli_args(**TINY)]) == 2
     err = capsys.readouterr().err
     assert "lr must be > 0 and <= 10, got 1e+30" in err and "Traceback" not in err
 

@@ -69,8 +69,8 @@ def model_card(run_dir: str | Path) -> str:
         f"- Seed {metrics.get('seed', cfg.get('seed', UNKNOWN))}; epochs {cfg.get('epochs', UNKNOWN)}, "
         f"batch {cfg.get('batch_size', UNKNOWN)}, lr {cfg.get('lr', UNKNOWN)}, augmentation "
         f"{'on' if cfg.get('augment', True) else 'off'}",
-        f"- Software: medtl {(metrics.get('versions') or {}).get('medtl', UNKNOWN)}, "
-        f"torch {(metrics.get('versions') or {}).get('torch', UNKNOWN)}",
+        f"- Software: medtl {_versions(metrics).get('medtl', UNKNOWN)}, "
+        f"torch {_versions(metrics).get('torch', UNKNOWN)}",
         "",
         "## Intended use and known limits",
         "",
@@ -84,6 +84,10 @@ def model_card(run_dir: str | Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _versions(metrics: dict) -> dict:
+    return (metrics.get("provenance") or {}).get("versions") or metrics.get("versions") or {}
 
 
 def _read(path: Path, parse) -> dict:

@@ -226,7 +226,7 @@ def read_batches(files: list[Path], spec: ModelSpec, batch_size: int,
     for start in range(0, len(files), batch_size):
         paths = files[start:start + batch_size]
         try:
-            images, bad = load_images(paths, size, skip_bad=skip_bad)
+            images, bad, _ = load_images(paths, size, skip_bad=skip_bad)
         except DataError:
             if not skip_bad:
                 raise
