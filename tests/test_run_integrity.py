@@ -207,3 +207,18 @@ def test_interruption_before_a_run_exists_offers_no_resume() -> None:
 
     assert "--resume" not in _interrupted("train", KeyboardInterrupt())
     assert "run the same `medtl compare` command again" in _interrupted("compare", KeyboardInterrupt())
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([[0], [1], [np.nan], [1]], "train_labels must hold whole-number class indices; found NaN"),
+    ([["a"], ["b"], ["a"], ["b"]], "train_labels must hold whole-number class indices"),
+    ([[0], [1], [1]], "train_images holds 4 images but train_labels 3 labels"),
+])
+def test_npz_labels_that_are_not_indices_name_the_file(labels, message, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "d.npz"
+    images = np.zeros((4, 8, 8), np.uint8)
+    np.savez(path, **{f"{s}_images": images for s in ("train", "val", "test")},
+             **{f"{s}_labels": np.array(labels) for s in ("train", "val", "test")})
+    assert main(["train", *TINY, "--data", str(path), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and message in err and "Traceback" not in err

@@ -137,6 +137,17 @@ def load_npz(path: Path, name: str) -> ImageDataset:
     data = path.read_bytes()
     arrays = read_npz(io.BytesIO(data), printable(path))
     labels = [arrays[f"{s}_labels"] for s in SPLITS]
+    for split, y in zip(SPLITS, labels):  # before max() and int(): NaN and text must not surface as a traceback
+        if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.isfinite(y).all()
+                                              and (y == np.round(y)).all()):
+            raise DataError(f"{printable(path)}: {split}_labels must hold whole-number class indices; found "
+                            f"{'NaN or infinite values' if y.dtype.kind == 'f' else f'{y.dtype} values'}. Map the "
+                            "labels to 0..K-1 (or 0/1 columns for multi-label) and save the file again.")
+    for split, y in zip(SPLITS, labels):
+        images = arrays[f"{split}_images"]
+        if len(y) != len(images):
+            raise DataError(f"{printable(path)}: {split}_images holds {len(images)} images but {split}_labels "
+                            f"{len(y)} labels; each image needs exactly one label row.")
     if not labels[0].size:
         raise DataError(f"{printable(path)}: train_labels is empty; the train split is required.")
     widths = {y.shape[1] if y.ndim == 2 else 1 for y in labels}
