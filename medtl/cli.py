@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser("compare", help="train a grid strategies x cut points x seeds and tabulate it "
                              "(resumable: finished runs are skipped)")
-    compare.add_argument("--strategies", default="full,linear,lwft,transfusion,truncated,scratch,llrd,lp-ft",
-                         help="comma-separated strategies (default: all)")
+    compare.add_argument("--strategies", help="comma-separated strategies (default: every registered one, as "
+                         "`medtl strategies` lists them)")
     compare.add_argument("--cuts", default="block", help="the cut axis of truncated/lwft/transfusion: block, layer, "
                          "all, auto (the one-pass estimate's pick), or CUT,CUT,... (default: block)")
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
@@ -225,10 +225,12 @@ def _seeds(text: str) -> list[int]:
 
 def _compare(args: argparse.Namespace) -> None:
     from .compare import compare
+    from .strategies import STRATEGIES
     from .report import report_after
 
     cfg, out = _grid_config(args, "compare", "runs/compare", allowed_cut=True)
-    result = compare(cfg, [s.strip() for s in args.strategies.split(",")], cuts=args.cuts,
+    strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else list(STRATEGIES)
+    result = compare(cfg, strategies, cuts=args.cuts,
                      seeds=_seeds(args.seeds) if args.resplits is None else [], resplits=args.resplits, out=out,
                      select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose)
     if cfg.report and (page := report_after(Path(out))):

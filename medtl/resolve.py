@@ -14,7 +14,7 @@ from .config import TrainConfig
 from .data import ImageDataset, load_dataset
 from .data.splits import resplit
 from .errors import ConfigError, DataError, MedtlWarning
-from .strategies import Strategy, get_strategy
+from .strategies import Strategy, get_strategy, strategy_options
 
 log = logging.getLogger("medtl")
 
@@ -77,6 +77,4 @@ def make_strategy(cfg: TrainConfig) -> Strategy:
     cut = cfg.cut
     if cfg.strategy == "truncated" and cut is None:
         cut = get_spec(cfg.backbone).default_cut
-    return get_strategy(cfg.strategy, cut=cut, freeze_to=cfg.freeze_to,
-                        layer_decay=cfg.layer_decay, pretrained_lr_scale=cfg.pretrained_lr_scale,
-                        slim_from=cfg.slim_from, shrink=cfg.shrink, probe_epochs=cfg.probe_epochs)
+    return get_strategy(cfg.strategy, cut=cut, **{p: getattr(cfg, p) for p in strategy_options()})

@@ -79,15 +79,15 @@ class StrategyEntry:
         return text.replace("``", "")
 
 
-STRATEGIES: dict[str, StrategyEntry] = {
-    "truncated": StrategyEntry(truncated, "TTL", cut_option="cut"),
+STRATEGIES: dict[str, StrategyEntry] = {  # in the order of the paper's table
     "full": StrategyEntry(full, "FTL"),
-    "scratch": StrategyEntry(scratch, "scratch"),
     "linear": StrategyEntry(linear, "linear"),
     "lwft": StrategyEntry(lwft, "LWFT", cut_option="freeze_to"),
+    "transfusion": StrategyEntry(transfusion, "TF", cut_option="slim_from"),
+    "truncated": StrategyEntry(truncated, "TTL", cut_option="cut"),
+    "scratch": StrategyEntry(scratch, "scratch"),
     "llrd": StrategyEntry(llrd, "LLRD"),
     "lp-ft": StrategyEntry(lp_ft, "LP-FT"),
-    "transfusion": StrategyEntry(transfusion, "TF", cut_option="slim_from"),
 }
 
 
