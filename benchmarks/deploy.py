@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks.common import interleave, load_note, machine, ratio  # noqa: E402
+from benchmarks.inference import timed_forward  # noqa: E402
 from benchmarks.run import with_omp_policy  # noqa: E402
 
 MODELS = {  # name: (backbone, cut or None = full, channels, image size)
@@ -47,20 +48,6 @@ def _export(model: torch.nn.Module, channels: int, size: int, path: Path) -> Non
                       verbose=False)
 
 
-def _torch_runner(model, x: torch.Tensor, repeats: int):
-    x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        model(x)
-
-    def run():
-        with torch.inference_mode():
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - start)
-        return len(x), statistics.median(times), {}
-    return run
 
 
 def _ort_runner(session, x: torch.Tensor, repeats: int):
@@ -96,9 +83,9 @@ def latency(threads: list[int], rounds: int) -> list[dict]:
                 options.intra_op_num_threads, options.inter_op_num_threads = n, 1
                 session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 x1, x64 = torch.randn(1, channels, size, size), torch.randn(64, channels, size, size)
-                b1 = interleave({"torch": _torch_runner(model, x1, 20), "onnxruntime": _ort_runner(session, x1, 20)},
+                b1 = interleave({"torch": timed_forward(model, x1, 20), "onnxruntime": _ort_runner(session, x1, 20)},
                                 rounds)
-                b64 = interleave({"torch": _torch_runner(model, x64, 1), "onnxruntime": _ort_runner(session, x64, 1)},
+                b64 = interleave({"torch": timed_forward(model, x64, 1), "onnxruntime": _ort_runner(session, x64, 1)},
                                  rounds)
                 rows.append({
                     "model": name, "threads": n,

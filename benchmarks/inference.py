@@ -19,7 +19,13 @@ SIZE, CHANNELS = 224, 3
 
 
 def _runner(model: torch.nn.Module, batch: int, repeats: int):
-    x = torch.randn(batch, CHANNELS, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
+    return timed_forward(model, torch.randn(batch, CHANNELS, SIZE, SIZE), repeats)
+
+
+def timed_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int):
+    """A contender for :func:`benchmarks.common.interleave`: the median time of ``repeats`` eval forward passes of
+    ``x`` (channels_last, no autograd), after one warm-up pass."""
+    x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         model(x)  # warm-up: oneDNN primitives, allocator
 
@@ -30,7 +36,7 @@ def _runner(model: torch.nn.Module, batch: int, repeats: int):
                 start = time.perf_counter()
                 model(x)
                 times.append(time.perf_counter() - start)
-        return batch, statistics.median(times), {}
+        return len(x), statistics.median(times), {}
     return run
 
 

@@ -161,7 +161,7 @@ def reliability(bins: list[dict], ece: float, multilabel: bool = False) -> str:
                label="gap to mean confidence")
         ax.plot([0, 1], [0, 1], linestyle="--", color="0.4", linewidth=1, label="perfect calibration")
         ax.set(ylabel="fraction positive" if multilabel else "accuracy", ylim=(0, 1.02), xlim=(0, 1),
-               title=f"Reliability (ECE {ece:.3f}, {len(bins)} non-empty bins)")
+               title=f"Reliability (top-label ECE {ece:.3f}, {len(bins)} non-empty bins)")
         ax.legend(loc="upper left")
         hist.bar(centres, [b["count"] for b in bins], width=width * 0.9, color="0.55")
         hist.set(xlabel="predicted probability" if multilabel else "confidence in the predicted class",

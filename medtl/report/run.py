@@ -104,7 +104,9 @@ def prediction_blocks(p: Predictions | None, metrics: dict) -> list[dict | None]
         figure(figures.roc_pr(curves), "ROC and precision–recall curves on the test split"
                + (" (the positive class)." if p.binary else ", one class against the rest."), "ROC and PR curves"),
         row(confusion, at_threshold, figure(figures.reliability(bins, ece, p.multilabel),
-                                            "Bars on the diagonal: calibrated. ECE: the count-weighted mean gap.",
+                                            "Bars on the diagonal: calibrated. Top-label ECE: the count-weighted mean "
+                                            "gap of the predicted class's confidence; metrics.json's test_ece is the "
+                                            "one-vs-rest ECE of the class probabilities (15 bins).",
                                             "reliability diagram", size="half")),
         per_class_table(p),
     ]
