@@ -55,6 +55,7 @@ class Prepared:
     data: ImageDataset
     strategy: Strategy
     autocut: AutoCut | None
+    fingerprint: dict[str, str]  # of the data: what the run is trained and tested on (checkpoint, metrics.json)
 
 
 def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
@@ -77,7 +78,7 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
         cfg = replace(cfg, cut=autocut.pick)
     elif cfg.strategy == "truncated" and cfg.cut is None:  # record the default cut that is trained
         cfg = replace(cfg, cut=strategy.cut)
-    return Prepared(cfg, device, generator, data, strategy, autocut)
+    return Prepared(cfg, device, generator, data, strategy, autocut, data_fingerprint(data))
 
 
 def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = True) -> RunResult:
@@ -130,9 +131,8 @@ def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = T
                               f"{'; '.join(changed)}. Restore the file, or start a new run with these options.")
         run.remove_partial_writes()
         p = prepare(cfg, verbose)
-        fingerprint = data_fingerprint(p.data)
-        if fingerprint != state.data:
-            differ = [s for s in fingerprint if fingerprint[s] != state.data.get(s)]
+        if p.fingerprint != state.data:
+            differ = [s for s in p.fingerprint if p.fingerprint[s] != state.data.get(s)]
             raise DataError(f"the data of {run.path} ({cfg.data}) changed since it was checkpointed: the "
                             f"{', '.join(differ)} split(s) hold other images or labels. Resuming would mix two data "
                             "sets; start a new run instead.")
@@ -168,7 +168,7 @@ def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) -> R
 def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) -> RunResult:
     if verbose:
         log.info("run %s\n%s", run.path, describe(model, p.strategy, p.data))
-    fingerprints = {"config": p.cfg.identity(), "data": data_fingerprint(p.data)}
+    fingerprints = {"config": p.cfg.identity(), "data": p.fingerprint}
     began = time.perf_counter()
     fit = Trainer(p.cfg, p.device, verbose).fit(model, p.strategy, p.data, run, p.generator, resume=state,
                                                 fingerprints=fingerprints)
