@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import (MODEL_SPEC, MODEL_WEIGHTS, atomic_write, load_model, remove_partial_writes, save_model,
-                        write_csv, write_json)
+from .artifacts import atomic_write, load_model, remove_partial_writes, save_model, write_csv, write_json
 from .config import TrainConfig
 from .errors import ConfigError
 
@@ -229,10 +228,6 @@ class RunDir:
 
     def load_model(self):
         return load_model(self.path)
-
-    @property
-    def model_files(self) -> tuple[Path, Path]:
-        return self.path / MODEL_WEIGHTS, self.path / MODEL_SPEC
 
     # ---- checkpoint ----------------------------------------------------------------------------------------------
     def best_path(self, epoch: int) -> Path:
