@@ -31,6 +31,8 @@ from .resolve import load_data, make_strategy, model_weights, resolve_device
 from .rundir import RunDir, data_fingerprint
 from .strategies import Strategy
 from .training import Trainer, predict, seed_everything
+from .training.budget import measure_epoch
+from .training.recipe import resolve as resolve_recipe
 
 log = logging.getLogger("medtl")
 
@@ -88,6 +90,7 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
                              in_chans=p.data.in_chans, image_size=p.cfg.image_size, head=p.cfg.head,
                              classes=p.data.classes, task=p.data.task)
     warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
+    p = plan(p, model, verbose)
     if run_dir is not None:
         run = RunDir.at(run_dir)
     else:
@@ -101,6 +104,17 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
         if p.autocut is not None:
             run.write_json(RunDir.AUTOCUT, p.autocut.to_dict())
         return _fit(p, model, run, None, verbose)
+
+
+def plan(p: Prepared, model: Classifier, verbose: bool) -> Prepared:
+    """Resolve the epochs, patience and warm-up the config leaves to the recipe (and fit them into --time-limit),
+    from a measured epoch when there is a budget or someone to tell the estimate to; config.yaml records the result,
+    so a resumed run keeps it."""
+    cost = measure_epoch(model, p.strategy, p.data, p.cfg, p.device) if verbose or p.cfg.time_limit else None
+    recipe = resolve_recipe(p.cfg, len(p.data.train), cost)
+    if verbose:
+        log.info(recipe.note)
+    return replace(p, cfg=recipe.cfg)
 
 
 def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = True) -> RunResult:
@@ -229,7 +243,7 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
         **operating,
         **{k: v for k, v in best.items() if k.startswith("val_")},
         **stats,
-        "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"],
+        "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"], "epochs_planned": cfg.epochs,
         "parameters": count_parameters(model), "trainable_parameters": count_parameters(model, True),
         "macs": count_macs(model, spec.in_chans, spec.image_size),
         "train_seconds": seconds, "backbone": spec.backbone, "cut": spec.cut, "strategy": cfg.strategy,

@@ -80,11 +80,13 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     out = make_dir(out)
     cuts = [(c.name, c.level) for c in backbone_cuts(create_backbone(base.backbone, None)[0])]
     executor = LocalExecutor(workers)
+    planned: list[int] = []  # each run's epochs (the recipe resolves them per run when --epochs is not given)
 
     def fine_tune(names: list[str], stage: int) -> list[dict]:
         log.info("search: stage %d, %d cut(s) x %d seed(s)", stage, len(names), len(seeds))
         records = run_grid(build_grid(base, ["truncated"], names, list(seeds), None, out), executor, verbose,
                            latency=False)
+        planned.extend(r.get("epochs_planned", r["epochs_run"]) for r in records)  # older runs: what they ran
         return [{"stage": stage, **row} for row in summarise(records, KEYS, totals=("epochs_run", "train_seconds"))]
 
     estimate = None
@@ -102,7 +104,7 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     pick = best_on_validation(rows, select)["cut"]
     for row in rows:
         row["picked"] = row["cut"] == pick
-    cost = _cost(rows, len(cuts), len(seeds), base.epochs)
+    cost = _cost(rows, len(cuts), len(seeds), max(planned))
     if estimate is not None:
         cost["estimate_seconds"] = estimate.seconds
     write_csv(out / "search.csv", rows)

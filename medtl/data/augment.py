@@ -5,6 +5,7 @@ that per-image PIL transforms would put it on.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -52,6 +53,14 @@ class Preprocess:
         self.scale = scale
         self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
         self.hflip = hflip
+
+    def resized(self, image_size: int) -> "Preprocess":
+        """The same preprocessing at another output size (progressive resizing); ``self`` when unchanged."""
+        if image_size == self.image_size:
+            return self
+        other = copy.copy(self)
+        other.image_size = image_size
+        return other
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if images.ndim != 4:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig
+from ..config import TrainConfig, parse_duration
 from ..data import ImageDataset, Preprocess
 from ..rundir import Checkpoint, RunDir
 from ..evaluation import classification_metrics
@@ -25,6 +25,7 @@ from ..strategies import Strategy
 from .cache import PrefixCache
 from .device import autocast, check_precision, data_home, eval_batch_size, grad_scaler, to_device
 from .health import CHANCE_EPOCHS, check_finite, warn_if_at_chance
+from .recipe import size_at
 
 log = logging.getLogger("medtl")
 
@@ -68,7 +69,7 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_
     restart = min(restart_epoch * steps_per_epoch, total - 1)
 
     def cosine(step: int, length: int) -> float:
-        warmup = min(cfg.warmup_epochs * steps_per_epoch, length - 1)
+        warmup = min(round(cfg.warmup_epochs * steps_per_epoch), length - 1)
         if step < warmup:
             return (step + 1) / (warmup + 1)
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, length - warmup)))
@@ -244,11 +245,14 @@ class Trainer:
         bar = tqdm(total=(cfg.epochs - first + 1) * steps, disable=not self.verbose, dynamic_ncols=True,
                    mininterval=0.5, unit="step")
         last_save, stop = time.monotonic(), False
+        deadline = last_save + parse_duration(cfg.time_limit) if cfg.time_limit else math.inf
         with Interrupt() as interrupt, bar:
             for epoch in range(first, cfg.epochs + 1):
                 began = time.perf_counter()
                 bar.set_description(f"epoch {epoch}/{cfg.epochs}")
                 frozen = strategy.train_mode(model, epoch)
+                size = size_at(epoch, cfg.epochs, cfg.start_size, cfg.image_size)
+                s.augment = s.augment.resized(size)
                 if epoch == strategy.probe_epochs + 1:  # fine-tuning starts (after any linear probe): patience afresh
                     s.bad_epochs = 0
                 train_loss = train_one_epoch(s, cfg, self.device, epoch, frozen, bar)
@@ -256,12 +260,17 @@ class Trainer:
                 if cfg.schedule == "plateau":
                     s.schedule.step(val["val_loss"])
                 row = {"epoch": epoch, "train_loss": train_loss, **val, "lr": s.optimizer.param_groups[-1]["lr"],
-                       "seconds": time.perf_counter() - began}
+                       "seconds": time.perf_counter() - began, **({"image_size": size} if cfg.start_size else {})}
                 self.select(s, row)
                 run.append_history(row)
                 if epoch == CHANCE_EPOCHS < cfg.epochs:
                     warn_if_at_chance(s.history, f"for the first {CHANCE_EPOCHS} epochs")
                 stop = cfg.patience > 0 and s.bad_epochs >= cfg.patience and epoch > strategy.probe_epochs
+                if not stop and epoch < cfg.epochs and time.monotonic() >= deadline:
+                    log.warning("the %s time limit is spent after epoch %d of %d (the machine is slower than measured "
+                                "before training): stopping here, with the best epoch so far", cfg.time_limit, epoch,
+                                cfg.epochs)
+                    stop = True
                 done = stop or epoch == cfg.epochs
                 if done or interrupt.requested or time.monotonic() - last_save >= cfg.checkpoint_every:
                     self.save(s, run, epoch, done, fingerprints or {})
