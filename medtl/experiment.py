@@ -243,6 +243,9 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
     run.write_history(history)
     run.write_predictions(with_calibrated(predictions_table(data.test.labels.numpy(), test_prob, data.task,
                                                             data.classes, data.test.ids), calibrated_prob, data.classes))
+    # the selected model's validation probabilities: what an ensemble of runs averages to choose on validation only
+    run.write_predictions(predictions_table(data.val.labels.numpy(), val_prob, data.task, data.classes, data.val.ids),
+                          "val")
     run.save_model(model)
     run.write_metrics(metrics)
     run.write_text(MODEL_CARD, model_card(run.path))

@@ -16,7 +16,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ..artifacts import MODEL_SPEC, MODEL_WEIGHTS, load_model
 from ..data import Preprocess
 from ..data.images import IMAGE_EXTENSIONS, is_image_file, load_images, read_image
+from ..ensembles import ENSEMBLE, read_ensemble
 from ..errors import ConfigError, DataError, MedtlWarning
 from ..model import ModelSpec
 from ..training import predict as torch_predict
@@ -87,6 +88,27 @@ class TorchScorer(Scorer):
         return torch_predict(self.model, images, self.preprocess, self.spec.task, channels_last=True)[0]
 
 
+class EnsembleScorer(Scorer):
+    """The members of a ``medtl ensemble`` directory, each scored as its own run is (its image size and
+    normalisation), their probabilities averaged; binary decisions use the ensemble's validation-chosen threshold.
+
+    Files are read once for all members, so the members must read them at one size (``read_size``: the same data set
+    at its native size, or folder data loaded at one ``--image-size``)."""
+
+    def __init__(self, directory: Path) -> None:
+        paths, threshold = read_ensemble(directory)
+        self.members = [TorchScorer(p) for p in paths]
+        read = {(m.spec.read_size or m.spec.image_size, m.spec.in_chans) for m in self.members}
+        if len(read) > 1:
+            raise ConfigError(f"the members of {directory} read image files at different sizes or channel counts "
+                              f"({', '.join(f'{s} px, {c} channel(s)' for s, c in sorted(read))}); `medtl predict` "
+                              "reads each file once, so predict with each member and average the probabilities.")
+        super().__init__(replace(self.members[0].spec, threshold=threshold, temperature=None))
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        return np.mean([member(images) for member in self.members], axis=0)
+
+
 class OnnxScorer(Scorer):
     """An exported model run by onnxruntime; its ModelSpec comes from the file's own metadata."""
 
@@ -118,17 +140,19 @@ def require_onnxruntime():
 
 
 def load_scorer(model: str | Path) -> Scorer:
-    """A run directory (``model.safetensors`` + ``model.json``), an ``.onnx`` file, or a folder holding ``model.onnx``
-    (what ``medtl export`` writes)."""
+    """A run directory (``model.safetensors`` + ``model.json``), an ``.onnx`` file, a folder holding ``model.onnx``
+    (what ``medtl export`` writes), or an ensemble directory (``ensemble.json``, what ``medtl ensemble`` writes)."""
     model = Path(model)
     if model.is_file() and model.suffix.lower() == ".onnx":
         return OnnxScorer(model)
     if model.is_dir() and not (model / MODEL_WEIGHTS).is_file() and (model / ONNX_FILE).is_file():
         return OnnxScorer(model / ONNX_FILE)
+    if model.is_dir() and (model / ENSEMBLE).is_file():
+        return EnsembleScorer(model)
     if model.is_dir():
         return TorchScorer(model)
-    raise ConfigError(f"{model} is neither a run directory ({MODEL_WEIGHTS} + {MODEL_SPEC}) nor an exported .onnx "
-                      "model.")
+    raise ConfigError(f"{model} is neither a run directory ({MODEL_WEIGHTS} + {MODEL_SPEC}), an ensemble directory "
+                      f"({ENSEMBLE}) nor an exported .onnx model.")
 
 
 def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
