@@ -64,7 +64,9 @@ class TrainConfig:
                                   "one side (default: a column named group, if present)")
     # model
     backbone: str = option("efficientnet_lite0", "backbone name (see `medtl backbones`)")
-    weights: str = option("imagenet", "imagenet, none, or a weights file (.safetensors / tensors-only .pth)")
+    weights: str = option("imagenet", "imagenet, none, a weights file (.safetensors / tensors-only .pth), or a "
+                          "finished medtl run of the same backbone (its trunk is the pretrained source, truncated at "
+                          "--cut, which must not be deeper than the run's cut)")
     trust_pickle: bool = option(False, "let --weights FILE be a pickle checkpoint: loading it can run code, so only "
                                 "for files you trust (never read from a config file)", persist=False, run_only=True)
     strategy: str = option("truncated", "transfer strategy (see `medtl strategies`)", grid=False)

@@ -14,7 +14,6 @@ member and averages their probabilities.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import MODEL_SPEC, MODEL_WEIGHTS, load_model
+from .artifacts import MODEL_SPEC, MODEL_WEIGHTS, load_model, weights_sha256
 from .deploy.card import MODEL_CARD, ensemble_card
 from .errors import ConfigError, DataError
 from .evaluation import classification_metrics, evidence, latency_ms, predictions_table, with_calibrated
@@ -214,14 +213,6 @@ def member_record(run: RunDir, spec: ModelSpec, metrics: dict) -> dict:
     return {"run": str(run.path), "backbone": spec.backbone, "cut": spec.cut, "image_size": spec.image_size,
             "strategy": metrics.get("strategy"), "seed": metrics.get("seed"), "parameters": metrics.get("parameters"),
             "val_auroc": metrics.get("val_auroc"), "test_auroc": metrics.get("test_auroc")}
-
-
-def weights_sha256(run_dir: Path) -> str:
-    digest = hashlib.sha256()
-    with open(run_dir / MODEL_WEIGHTS, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_ensemble(directory: str | Path) -> tuple[list[Path], float | None]:

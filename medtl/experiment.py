@@ -29,6 +29,7 @@ from .evaluation.threshold import run_operating_point
 from .model import Classifier
 from .resolve import load_data, make_strategy, model_weights, resolve_device
 from .rundir import RunDir, data_fingerprint
+from .source import SourceRun
 from .strategies import Strategy
 from .training import Trainer, predict, seed_everything
 
@@ -84,7 +85,8 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
 def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = True) -> RunResult:
     """Train a new run: in ``run_dir`` (a grid's fixed name) or a new timestamped directory under ``cfg.out``."""
     p = prepare(cfg, verbose)
-    model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=model_weights(p.cfg),
+    weights = model_weights(p.cfg)
+    model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=weights,
                              in_chans=p.data.in_chans, image_size=p.cfg.image_size, head=p.cfg.head,
                              classes=p.data.classes, task=p.data.task)
     warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
@@ -100,6 +102,8 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
             report_skipped(p.data, run)
         if p.autocut is not None:
             run.write_json(RunDir.AUTOCUT, p.autocut.to_dict())
+        if isinstance(weights, SourceRun):  # recorded at the start: a resumed run reports what it started from
+            run.write_json(RunDir.SOURCE, weights.provenance())
         return _fit(p, model, run, None, verbose)
 
 
@@ -239,6 +243,7 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
         "cpu_latency_ms": latency_ms(model, spec.in_chans, spec.image_size),
         "cpu_latency_threads": torch.get_num_threads(),
         "provenance": provenance(),
+        **({"weights_source": run.read_json(RunDir.SOURCE)} if (run / RunDir.SOURCE).is_file() else {}),
     }
     run.write_history(history)
     run.write_predictions(with_calibrated(predictions_table(data.test.labels.numpy(), test_prob, data.task,

@@ -37,7 +37,7 @@ def model_card(run_dir: str | Path) -> str:
         "## Model",
         "",
         f"- Backbone: {spec.get('backbone', UNKNOWN)} ({spec.get('library', '?')}: {spec.get('arch', '?')}), "
-        f"weights: {cfg.get('weights', UNKNOWN)}",
+        f"weights: {_weights(cfg, metrics)}",
         f"- Strategy: {metrics.get('strategy', cfg.get('strategy', UNKNOWN))}; cut: `{spec.get('cut', UNKNOWN)}` "
         f"(last kept layer); head: {spec.get('head', UNKNOWN)}",
         f"- Parameters kept: {_int(metrics.get('parameters'))}; MACs per image: {_int(metrics.get('macs'))}",
@@ -129,6 +129,14 @@ def ensemble_card(directory: str | Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _weights(cfg: dict, metrics: dict) -> str:
+    source = metrics.get("weights_source")
+    if not source:
+        return str(cfg.get("weights", UNKNOWN))
+    return (f"the trunk of the medtl run `{source['run']}` ({source.get('backbone')} cut at `{source.get('cut')}`, "
+            f"trained on {source.get('data') or UNKNOWN}; model.safetensors SHA-256 `{source.get('sha256')}`)")
 
 
 def _versions(metrics: dict) -> dict:
