@@ -86,6 +86,9 @@ class TrainConfig:
                                       "(default 5)", low=1)
     head: str = option("avg", "avg (global average pooling + linear) or flatten (flatten + linear)",
                        choices=("avg", "flatten"))
+    ordinal_head: bool = option(False, "the classes are ordered grades (class order = label order; at least 3): a "
+                                "cumulative-link head, one score and ordered thresholds, P(grade <= k) = "
+                                "sigmoid(theta_k - score), trained by its likelihood; reports kappa as --ordinal does")
     image_size: int = option(64, "model input size in pixels", low=1, high=MAX_IMAGE_SIZE)
     # optimisation
     epochs: int = option(30, "training epochs (with --resume: extend a run to this many)", low=1, high=100_000,
