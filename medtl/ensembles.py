@@ -3,8 +3,9 @@ same images, and write the artefacts of a run for the average.
 
 Selection stays on validation: the members' validation probabilities (``predictions_val.csv``) are averaged too, and
 the ensemble's decision threshold and temperature are chosen on that average, never on the test split. Members must
-have been scored on the same images: their records of the data (``data_fingerprint`` in ``metrics.json``) and the
-ids and labels of their prediction tables must agree, else the ensemble is refused. Truncated members are small, so
+have been scored on the same images: the ids and labels of their prediction tables must agree, and so must their
+records of the pixels (``data_fingerprint`` in ``metrics.json``) where they stored the images at one size; else the
+ensemble is refused. Truncated members are small, so
 the ensemble's cost (summed parameters, MACs and batch-1 CPU latency of its members) is reported beside its metrics.
 
 An ensemble directory holds ``ensemble.json`` (members, with a SHA-256 of each member's weights, the threshold and the
@@ -64,7 +65,7 @@ def ensemble(runs: list[str | Path], out: str | Path, *, bootstrap: int = 2000, 
     specs = [member_spec(m) for m in members]
     records = [m.metrics() for m in members]
     _check_same_task(members, specs)
-    _check_same_data(members, records)
+    _check_same_data(members, specs, records)
     tables = {split: [read_scores(m, split) for m in members] for split in SPLITS}
     for split, table in tables.items():
         _check_same_images(members, table, split)
@@ -136,16 +137,20 @@ def _check_same_task(members: list[RunDir], specs: list[ModelSpec]) -> None:
                             f"classes {specs[0].classes}; the members of an ensemble must predict the same classes.")
 
 
-def _check_same_data(members: list[RunDir], records: list[dict]) -> None:
-    """The members' own records of the images they were validated and tested on (``data_fingerprint``) agree."""
-    reference = records[0].get("data_fingerprint") or {}
-    for m, r in zip(members[1:], records[1:]):
-        mine = r.get("data_fingerprint") or {}
-        differ = [s for s in SPLITS if s in mine and s in reference and mine[s] != reference[s]]
+def _check_same_data(members: list[RunDir], specs: list[ModelSpec], records: list[dict]) -> None:
+    """Members that stored their images at one size have the same record of them (``data_fingerprint``: a digest of
+    the pixels and labels of each split). Members stored at other sizes (folder data at another ``--image-size``,
+    MedMNIST at another resolution) have other pixels by design; for them the ids and labels of the prediction
+    tables are the check (:func:`_check_same_images`)."""
+    first: dict[int | None, int] = {}
+    for i, (s, r) in enumerate(zip(specs, records)):
+        j = first.setdefault(s.read_size or s.image_size, i)
+        mine, theirs = r.get("data_fingerprint") or {}, records[j].get("data_fingerprint") or {}
+        differ = [split for split in SPLITS if split in mine and split in theirs and mine[split] != theirs[split]]
         if differ:
-            raise DataError(f"{m.path} was scored on other {' and '.join(differ)} images than {members[0].path} "
-                            f"(their data fingerprints differ: data {r.get('data')!r} vs "
-                            f"{records[0].get('data')!r}); an ensemble averages runs on the same images: same data, "
+            raise DataError(f"{members[i].path} was scored on other {' and '.join(differ)} images than "
+                            f"{members[j].path} (their data fingerprints differ: data {r.get('data')!r} vs "
+                            f"{records[j].get('data')!r}); an ensemble averages runs on the same images: same data, "
                             "split fractions, seed of drawn splits and --resplit.")
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import medtl
+from conftest import save
 from medtl.cli import main
 from medtl.evaluation import classification_metrics
 from medtl.evaluation.threshold import choose_threshold
@@ -117,3 +118,27 @@ def test_predict_refuses_an_ensemble_whose_member_changed(members, tmp_path, cap
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(png)
     assert main(["predict", str(out), str(png), "--out", str(tmp_path / "p.csv"), "--quiet"]) == 2
     assert "changed since" in capsys.readouterr().err
+
+
+def test_predict_reads_files_at_each_members_size(tmp_path):
+    """Folder data is stored at --image-size, so members of two sizes read files differently; predict reads each
+    file as each member's training loader did and reproduces the ensemble's test probabilities."""
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        for i in range(20):
+            image = rng.integers(0, 120, (48, 48), dtype=np.uint8)
+            if cls == "b":
+                image[12:36, 12:36] += 100
+            save(tmp_path / "data" / cls / f"{cls}{i:02d}.png", image)
+    runs = [medtl.train(data=str(tmp_path / "data"), out=str(tmp_path / "runs"), verbose=False,
+                        **{**FAST, "image_size": size, "batch_size": 8}).run_dir for size in (32, 40)]
+    assert main(["ensemble", *map(str, runs), "--out", str(tmp_path / "ens"), "--bootstrap", "0", "--no-report",
+                 "--threads", "1"]) == 0
+    ids, _, expected = table(tmp_path / "ens" / "predictions_test.csv")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(tmp_path / "ens"), *(str(tmp_path / "data" / i) for i in ids), "--out", str(out),
+                 "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [str(Path(r["path"]).relative_to(tmp_path / "data")) for r in rows] == ids
+    probs = np.array([[float(r[k]) for k in r if k.startswith("prob_")] for r in rows])
+    np.testing.assert_allclose(probs, expected, atol=1e-5)

@@ -75,6 +75,10 @@ class Scorer:
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
 
+    def files(self, paths: list[Path], images: torch.Tensor, tta: str) -> np.ndarray:
+        """Probabilities of the files ``paths``, already read as ``images`` (at ``spec.read_size``)."""
+        return with_tta(self, images, tta)
+
 
 class TorchScorer(Scorer):
     """A run directory's model, scored with the same ``predict`` as training and ``evaluate``, in channels_last
@@ -89,24 +93,25 @@ class TorchScorer(Scorer):
 
 
 class EnsembleScorer(Scorer):
-    """The members of a ``medtl ensemble`` directory, each scored as its own run is (its image size and
+    """The members of a ``medtl ensemble`` directory, each scored as its own run is (its read size, image size and
     normalisation), their probabilities averaged; binary decisions use the ensemble's validation-chosen threshold.
-
-    Files are read once for all members, so the members must read them at one size (``read_size``: the same data set
-    at its native size, or folder data loaded at one ``--image-size``)."""
+    Members that read files at another size than the first (folder data trained at several ``--image-size``) get
+    the files read again at theirs, as their training loader read them."""
 
     def __init__(self, directory: Path) -> None:
         paths, threshold = read_ensemble(directory)
         self.members = [TorchScorer(p) for p in paths]
-        read = {(m.spec.read_size or m.spec.image_size, m.spec.in_chans) for m in self.members}
-        if len(read) > 1:
-            raise ConfigError(f"the members of {directory} read image files at different sizes or channel counts "
-                              f"({', '.join(f'{s} px, {c} channel(s)' for s, c in sorted(read))}); `medtl predict` "
-                              "reads each file once, so predict with each member and average the probabilities.")
         super().__init__(replace(self.members[0].spec, threshold=threshold, temperature=None))
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        return np.mean([member(images) for member in self.members], axis=0)
+    def files(self, paths: list[Path], images: torch.Tensor, tta: str) -> np.ndarray:
+        read = {self.spec.read_size or self.spec.image_size: images}
+        prob = []
+        for member in self.members:
+            size = member.spec.read_size or member.spec.image_size
+            if size not in read:
+                read[size] = load_images(paths, size)[0]
+            prob.append(with_tta(member, match_channels(read[size], member.spec.in_chans), tta))
+        return np.mean(prob, axis=0)
 
 
 class OnnxScorer(Scorer):
@@ -215,8 +220,8 @@ def predict(model: str | Path | Scorer, inputs: Sequence[str | Path], out: str |
             for paths, images, bad in read_batches(files, spec, batch_size, skip_bad_images):
                 skipped += [bad[i] for i in sorted(bad)]
                 if images is not None:
-                    prob = with_tta(scorer, images, tta)
                     kept = [p for i, p in enumerate(paths) if i not in bad]
+                    prob = scorer.files(kept, images, tta)
                     writer.writerows(_rows(kept, prob, spec.task, classes, threshold))
                 bar.update(len(paths))
         os.replace(tmp, out)
