@@ -72,7 +72,7 @@ def ensemble(runs: list[str | Path], out: str | Path, *, bootstrap: int = 2000, 
     task, classes = specs[0].task, specs[0].classes
     val, test = tables["val"][0], tables["test"][0]  # ids and labels, the same in every member
     val_prob, test_prob = (np.mean([t.probs for t in tables[s]], axis=0) for s in SPLITS)
-    ordinal = any(bool(m.load_config().ordinal) for m in members)
+    ordinal = any(cfg.ordinal or cfg.ordinal_head for cfg in (m.load_config() for m in members))
     stats, calibrated, temperature = evidence(test.labels, test_prob, _logits(test_prob, task), val.labels,
                                               _logits(val_prob, task), task, classes, ordinal=ordinal,
                                               bootstrap=bootstrap, seed=seed)
