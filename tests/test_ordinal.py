@@ -50,6 +50,7 @@ def test_the_cumulative_link_gives_ordered_class_probabilities():
 def test_the_ordinal_head_fits_graded_features():
     """A linear score plus the link learns grades that are bins of a feature (what an ordinal model assumes)."""
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead (the keep_torch_threads fixture restores it)
     x = torch.rand(400, 3)
     grade = (x[:, 0] * 5).long().clamp(max=4)
     head = medtl.Head((3, 1, 1), 5, "avg", ordinal=True)
