@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "RunResult": "api", "cuts": "api", "evaluate": "api", "resume": "api", "train": "api",
+    "RunResult": "api", "cuts": "api", "ensemble": "api", "evaluate": "api", "resume": "api", "train": "api",
     "load_model": "artifacts", "save_model": "artifacts",
     "BACKBONES": "backbones", "backbone_cuts": "backbones", "create_backbone": "backbones",
     "list_backbones": "backbones", "register_backbone": "backbones",

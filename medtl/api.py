@@ -14,6 +14,7 @@ from .errors import DataError
 from .evaluation import (classification_metrics, count_macs, count_parameters, predictions_table,
                          single_class_metrics)
 from .deploy.predict import with_tta
+from .ensembles import EnsembleResult, ensemble as average_runs
 from .experiment import RunResult
 from .model import build_classifier
 from .report import report_after
@@ -86,6 +87,17 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
                                                                       dataset.classes, chosen.ids))
         write_json(out / f"metrics_{split}.json", metrics)
     return metrics
+
+
+def ensemble(runs: list[str | Path], out: str | Path, *, bootstrap: int = 2000, seed: int = 0,
+             target_sensitivity: float | None = None, report: bool = True) -> EnsembleResult:
+    """Average the class probabilities of finished runs scored on the same images (seeds, cuts, image sizes) and
+    write an ensemble directory (``metrics.json``, ``predictions_{val,test}.csv``, ``MODEL_CARD.md``, ``report.html``)
+    that ``medtl predict`` accepts. Threshold and temperature are chosen on the averaged validation probabilities."""
+    result = average_runs(runs, out, bootstrap=bootstrap, seed=seed, target_sensitivity=target_sensitivity)
+    if report:
+        report_after(result.out)
+    return result
 
 
 def cuts(backbone: str, num_classes: int = 2, image_size: int = 224, in_chans: int = 3, head: str = "avg",

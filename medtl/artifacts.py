@@ -6,6 +6,7 @@ A saved model is ``model.safetensors`` (tensors only, safe to open from anywhere
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -76,6 +77,15 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     atomic_write(path, buffer.getvalue())
+
+
+def weights_sha256(directory: str | Path) -> str:
+    """SHA-256 of a run's ``model.safetensors``: names the exact weights an ensemble or a new run was made from."""
+    digest = hashlib.sha256()
+    with open(Path(directory) / MODEL_WEIGHTS, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_model(model: Classifier, directory: Path) -> None:

@@ -1,5 +1,5 @@
 """``medtl`` command line: ``train``, ``compare``, ``search``, ``analyze``, ``explain``, ``report``, ``evaluate``,
-``predict``, ``export``, ``data check``, ``cuts``, ``backbones``, ``strategies``.
+``predict``, ``export``, ``ensemble``, ``data check``, ``cuts``, ``backbones``, ``strategies``.
 
 Every ``train`` flag is a :class:`~medtl.config.TrainConfig` field (``--image-size`` = ``image_size:`` in YAML), with
 its help and allowed values from the field's metadata. Bad input exits with status 2 and a one-paragraph message,
@@ -94,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=256, help="files read and scored at once (bounds memory)")
     pr.add_argument("--threads", type=int, help="CPU threads")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    en = sub.add_parser("ensemble", help="average the class probabilities of several finished runs on the same "
+                        "images (seeds, cuts, sizes) and write the artefacts of a run for the average")
+    en.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="finished run directories scored on the same "
+                    "validation and test images")
+    en.add_argument("--out", type=Path, required=True, help="directory for ensemble.json, metrics.json, predictions, "
+                    "MODEL_CARD.md and report.html (`medtl predict DIR` runs every member and averages)")
+    en.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the 95%% intervals "
+                    "(default 2000; 0: none)")
+    en.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    en.add_argument("--target-sensitivity", type=float, help="binary: choose the threshold reaching this sensitivity "
+                    "on the averaged validation probabilities (default: Youden's J)")
+    en.add_argument("--threads", type=int, help="CPU threads (the members' latency is measured with them)")
+    en.add_argument("--no-report", dest="report", action="store_false", help="no report.html")
 
     ex = sub.add_parser("export", help="export a run's model to one self-contained file, checked against torch")
     ex.add_argument("run", type=Path, help="run directory")
@@ -308,6 +322,28 @@ def _predict(args: argparse.Namespace) -> None:
           (f", {len(result.skipped)} unreadable file(s) skipped" if result.skipped else ""))
 
 
+def _ensemble(args: argparse.Namespace) -> None:
+    import torch
+
+    from .api import ensemble
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
+        torch.set_num_threads(args.threads)
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be 0 or more, got {args.bootstrap}.")
+    result = ensemble(args.runs, args.out, bootstrap=args.bootstrap, seed=args.seed,
+                      target_sensitivity=args.target_sensitivity, report=args.report)
+    m, ci = result.metrics, result.metrics.get("test_auroc_ci")
+    print(f"{result.out}\nensemble of {m['members']} runs: test AUROC {m['test_auroc']:.4f}"
+          f"{f' (95% CI {ci[0]:.3f}–{ci[1]:.3f})' if ci else ''}  AUPRC {m['test_auprc']:.4f}  accuracy "
+          f"{m['test_accuracy']:.4f}  balanced accuracy {m['test_balanced_accuracy']:.4f}  (validation AUROC "
+          f"{m['val_auroc']:.4f})\nall members: {m['parameters']:,} parameters, {m['macs'] / 1e6:.1f}M MACs, CPU "
+          f"latency {m['cpu_latency_ms']:.2f} ms at batch 1, one member after another "
+          f"({m['cpu_latency_threads']} thread(s))")
+
+
 def _export(args: argparse.Namespace) -> None:
     from .deploy.export import export
 
@@ -385,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
     handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "explain": _explain,
                 "report": _report, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list,
-                "data": _data, "predict": _predict, "export": _export}
+                "data": _data, "predict": _predict, "export": _export, "ensemble": _ensemble}
     logger = logging.getLogger("medtl")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)

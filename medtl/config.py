@@ -65,7 +65,9 @@ class TrainConfig:
                                   "one side (default: a column named group, if present)")
     # model
     backbone: str = option("efficientnet_lite0", "backbone name (see `medtl backbones`)")
-    weights: str = option("imagenet", "imagenet, none, or a weights file (.safetensors / tensors-only .pth)")
+    weights: str = option("imagenet", "imagenet, none, a weights file (.safetensors / tensors-only .pth), or a "
+                          "finished medtl run of the same backbone (its trunk is the pretrained source, truncated at "
+                          "--cut, which must not be deeper than the run's cut)")
     trust_pickle: bool = option(False, "let --weights FILE be a pickle checkpoint: loading it can run code, so only "
                                 "for files you trust (never read from a config file)", persist=False, run_only=True)
     strategy: str = option("truncated", "transfer strategy (see `medtl strategies`)", grid=False)
@@ -85,6 +87,9 @@ class TrainConfig:
                                       "(default 5)", low=1)
     head: str = option("avg", "avg (global average pooling + linear) or flatten (flatten + linear)",
                        choices=("avg", "flatten"))
+    ordinal_head: bool = option(False, "the classes are ordered grades (class order = label order; at least 3): a "
+                                "cumulative-link head, one score and ordered thresholds, P(grade <= k) = "
+                                "sigmoid(theta_k - score), trained by its likelihood; reports kappa as --ordinal does")
     image_size: int = option(64, "model input size in pixels", low=1, high=MAX_IMAGE_SIZE)
     start_size: int | None = option(None, "progressive resizing: train at this size for the first half of the epochs, "
                                     "growing to --image-size by 80%% of them (validation and test at --image-size)",

@@ -19,6 +19,7 @@ import torch
 from .analysis.autocut import AutoCut, estimate_cut
 from .config import TrainConfig, resume_refused
 from .data import ImageDataset, Preprocess
+from .data.balance import warn_imbalance
 from .data.check import warn_leakage
 from .errors import ConfigError, DataError, MedtlWarning
 from . import __version__
@@ -29,6 +30,7 @@ from .evaluation.threshold import run_operating_point
 from .model import Classifier
 from .resolve import load_data, make_strategy, model_weights, resolve_device
 from .rundir import RunDir, data_fingerprint
+from .source import SourceRun
 from .strategies import Strategy
 from .training import Trainer, predict, seed_everything
 from .training.budget import measure_epoch
@@ -70,6 +72,9 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     device = resolve_device(cfg.device)
     strategy = make_strategy(cfg)
     data = load_data(cfg)
+    if cfg.ordinal_head and (data.task == "multilabel" or data.num_classes < 3):
+        raise ConfigError(f"--ordinal-head needs ordered grades, one per image, at least 3 of them; {data.name} is "
+                          f"{data.task} with {data.num_classes} classes.")
     autocut = None
     if cfg.cut == "auto":  # estimate the cut from one forward pass; config.yaml records the pick
         metric = cfg.select if cfg.select in ("auroc", "auprc") else "auroc"
@@ -86,10 +91,12 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
 def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = True) -> RunResult:
     """Train a new run: in ``run_dir`` (a grid's fixed name) or a new timestamped directory under ``cfg.out``."""
     p = prepare(cfg, verbose)
-    model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=model_weights(p.cfg),
+    weights = model_weights(p.cfg)
+    model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=weights,
                              in_chans=p.data.in_chans, image_size=p.cfg.image_size, head=p.cfg.head,
-                             classes=p.data.classes, task=p.data.task)
+                             classes=p.data.classes, task=p.data.task, ordinal_head=p.cfg.ordinal_head)
     warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
+    warn_imbalance(p.data, p.cfg.class_weights)
     p = plan(p, model, verbose)
     if run_dir is not None:
         run = RunDir.at(run_dir)
@@ -103,6 +110,8 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
             report_skipped(p.data, run)
         if p.autocut is not None:
             run.write_json(RunDir.AUTOCUT, p.autocut.to_dict())
+        if isinstance(weights, SourceRun):  # recorded at the start: a resumed run reports what it started from
+            run.write_json(RunDir.SOURCE, weights.provenance())
         return _fit(p, model, run, None, verbose)
 
 
@@ -154,7 +163,8 @@ def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = T
             run.save_config(cfg)
         # A resumed model takes every weight from the checkpoint: the pretrained ones need not (and must not) be read.
         model = p.strategy.build(cfg.backbone, p.data.num_classes, weights="none", in_chans=p.data.in_chans,
-                                 image_size=cfg.image_size, head=cfg.head, classes=p.data.classes, task=p.data.task)
+                                 image_size=cfg.image_size, head=cfg.head, classes=p.data.classes, task=p.data.task,
+                                 ordinal_head=cfg.ordinal_head)
         try:
             model.load_state_dict(state.model)
         except RuntimeError as e:
@@ -232,7 +242,7 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
     test = classification_metrics(data.test.labels.numpy(), test_prob, data.task, split="test")
     stats, calibrated_prob, spec.temperature = evidence(
         data.test.labels.numpy(), test_prob, test_logits, data.val.labels.numpy(), val_logits, data.task,
-        data.classes, ordinal=cfg.ordinal, bootstrap=cfg.bootstrap, seed=cfg.seed)
+        data.classes, ordinal=cfg.ordinal or cfg.ordinal_head, bootstrap=cfg.bootstrap, seed=cfg.seed)
     operating = run_operating_point(data.val.labels.numpy(), val_prob, data.test.labels.numpy(), test_prob, data.task,
                                     cfg.target_sensitivity)
     spec.threshold, spec.read_size = operating.get("threshold"), data.train.images.shape[-1]
@@ -253,10 +263,14 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
         "cpu_latency_ms": latency_ms(model, spec.in_chans, spec.image_size),
         "cpu_latency_threads": torch.get_num_threads(),
         "provenance": provenance(),
+        **({"weights_source": run.read_json(RunDir.SOURCE)} if (run / RunDir.SOURCE).is_file() else {}),
     }
     run.write_history(history)
     run.write_predictions(with_calibrated(predictions_table(data.test.labels.numpy(), test_prob, data.task,
                                                             data.classes, data.test.ids), calibrated_prob, data.classes))
+    # the selected model's validation probabilities: what an ensemble of runs averages to choose on validation only
+    run.write_predictions(predictions_table(data.val.labels.numpy(), val_prob, data.task, data.classes, data.val.ids),
+                          "val")
     run.save_model(model)
     run.write_metrics(metrics)
     run.write_text(MODEL_CARD, model_card(run.path))

@@ -14,20 +14,54 @@ from .errors import ConfigError
 HEADS = ("avg", "flatten")
 
 
+class CumulativeLink(nn.Module):
+    """The cumulative-logit (proportional-odds) model of ordered grades (McCullagh 1980): one score ``s`` per image
+    and ``K - 1`` increasing thresholds ``theta``, ``P(grade <= k) = sigmoid(theta_k - s)``. A higher score moves
+    probability to higher grades, for every grade at once, which is what an ordered scale means.
+
+    It returns log class probabilities: softmax gives the probabilities back exactly, cross-entropy on them is the
+    model's negative log-likelihood, and temperature scaling tempers them, so the rest of medtl treats them as logits.
+    """
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        if num_classes < 3:
+            raise ConfigError(f"an ordinal head needs at least 3 ordered classes, got {num_classes}.")
+        start = torch.logit(torch.arange(1, num_classes) / num_classes)  # equal class probabilities at score 0
+        self.first = nn.Parameter(start[:1].clone())
+        self.gaps = nn.Parameter(start.diff() + torch.log(-torch.expm1(-start.diff())))  # softplus(gaps) = diffs
+
+    def thresholds(self) -> torch.Tensor:
+        gaps = nn.functional.softplus(self.gaps).clamp(min=1e-6)
+        return torch.cat([self.first, self.first + torch.cumsum(gaps, 0)])
+
+    def forward(self, score: torch.Tensor) -> torch.Tensor:
+        theta = self.thresholds()
+        a = theta - score  # (N, K-1): logits of P(grade <= k)
+        logsigmoid = nn.functional.logsigmoid
+        # P(k) = sigmoid(a_k) - sigmoid(a_{k-1}) = sigmoid(a_k) sigmoid(-a_{k-1}) (1 - exp(-(theta_k - theta_{k-1})))
+        middle = logsigmoid(a[:, 1:]) + logsigmoid(-a[:, :-1]) + torch.log(-torch.expm1(-theta.diff()))
+        return torch.cat([logsigmoid(a[:, :1]), middle, logsigmoid(-a[:, -1:])], dim=1)
+
+
 class Head(nn.Module):
     """Global average pooling + linear (``avg``, the default) or flatten + linear on the whole map (``flatten``,
-    the TruncatedTL code's default; much larger at shallow cuts)."""
+    the TruncatedTL code's default; much larger at shallow cuts). With ``ordinal`` the linear layer gives one score
+    and a :class:`CumulativeLink` turns it into (log) probabilities of ordered grades."""
 
-    def __init__(self, feature_shape: tuple[int, int, int], num_classes: int, kind: str = "avg"):
+    def __init__(self, feature_shape: tuple[int, int, int], num_classes: int, kind: str = "avg",
+                 ordinal: bool = False):
         super().__init__()
         if kind not in HEADS:
             raise ConfigError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}.")
         c, h, w = feature_shape
         self.pool = nn.AdaptiveAvgPool2d(1) if kind == "avg" else nn.Identity()
-        self.fc = nn.Linear(c if kind == "avg" else c * h * w, num_classes)
+        self.fc = nn.Linear(c if kind == "avg" else c * h * w, 1 if ordinal else num_classes)
+        self.link = CumulativeLink(num_classes) if ordinal else None
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(features), 1))
+        out = self.fc(torch.flatten(self.pool(features), 1))
+        return out if self.link is None else self.link(out)
 
 
 @dataclass
@@ -58,6 +92,7 @@ class ModelSpec:
     # size; folders and CSVs: image_size), then Preprocess resizes to image_size: so files are seen as in training.
     # None (older runs): image_size.
     read_size: int | None = None
+    ordinal_head: bool = False  # a CumulativeLink head over ordered classes (its outputs are log probabilities)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,10 +152,6 @@ class Classifier(nn.Module):
         """Logits; with ``start > 0``, ``x`` is the output of the trunk's first ``start`` units (a cached prefix)."""
         return self.head(self.trunk.run(x, start))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head.fc = nn.Linear(self.head.fc.in_features, num_classes)
-        self.spec.num_classes = num_classes
-
 
 def feature_shape(trunk: nn.Module, in_chans: int, image_size: int) -> tuple[int, int, int]:
     """Output shape (C, H, W) of the trunk for one image.
@@ -163,10 +194,12 @@ def build_classifier(
         task: str = "multiclass",
         slim_from: str | None = None,
         shrink: int = 2,
+        ordinal_head: bool = False,
 ) -> Classifier:
     """Create ``backbone`` with ``weights``, drop everything after ``cut`` (None: keep the whole backbone) and
     attach a freshly initialised head for ``num_classes`` outputs. With ``slim_from`` (TransFusion), the blocks
-    after that cut are rebuilt with 1/``shrink`` of their channels and random weights."""
+    after that cut are rebuilt with 1/``shrink`` of their channels and random weights. ``ordinal_head``: a
+    cumulative-link head over the classes in their order (:class:`CumulativeLink`)."""
     model, spec = create_backbone(backbone, weights, in_chans)
     cuts = backbone_cuts(model)
     chosen = find_cut(cuts, cut) if cut else cuts[-1]
@@ -182,9 +215,9 @@ def build_classifier(
         head=head, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
         mean=list(spec.mean), std=list(spec.std), classes=list(classes or []), task=task,
         partial=list(chosen.partial) if chosen.partial else None,
-        slim_from=slim_from, shrink=shrink if slim_from is not None else None,
+        slim_from=slim_from, shrink=shrink if slim_from is not None else None, ordinal_head=ordinal_head,
     )
-    return Classifier(trunk, Head(shape, num_classes, head), model_spec)
+    return Classifier(trunk, Head(shape, num_classes, head, ordinal_head), model_spec)
 
 
 def rebuild(spec: ModelSpec) -> Classifier:
@@ -193,7 +226,7 @@ def rebuild(spec: ModelSpec) -> Classifier:
     model = build_classifier(
         spec.backbone, spec.num_classes, cut=spec.cut, weights=None, in_chans=spec.in_chans,
         image_size=spec.image_size, head=spec.head, classes=spec.classes, task=spec.task,
-        slim_from=spec.slim_from, shrink=spec.shrink or 2,
+        slim_from=spec.slim_from, shrink=spec.shrink or 2, ordinal_head=spec.ordinal_head,
     )
     model.spec.temperature = spec.temperature  # fitted after training: not part of the architecture
     model.spec.threshold, model.spec.read_size = spec.threshold, spec.read_size  # how it is used, not built

@@ -14,6 +14,7 @@ from .config import TrainConfig
 from .data import ImageDataset, load_dataset
 from .data.splits import resplit
 from .errors import ConfigError, DataError, MedtlWarning
+from .source import SourceRun, is_run_dir, read_source
 from .strategies import Strategy, get_strategy, strategy_options
 
 log = logging.getLogger("medtl")
@@ -65,8 +66,11 @@ def check_splits(data: ImageDataset) -> None:
             )
 
 
-def model_weights(cfg: TrainConfig) -> str | dict[str, torch.Tensor]:
-    """``--weights`` as the model builder takes it; a pickle file is read here, and only if the user trusts it."""
+def model_weights(cfg: TrainConfig) -> str | dict[str, torch.Tensor] | SourceRun:
+    """``--weights`` as the model builder takes it; a pickle file is read here, and only if the user trusts it; a
+    run directory becomes a :class:`~medtl.source.SourceRun`."""
+    if is_run_dir(cfg.weights):
+        return read_source(cfg.weights, cfg.backbone)
     if cfg.trust_pickle and cfg.weights not in ("imagenet", "none", "random"):
         return read_state_dict(cfg.weights, trust_pickle=True)
     return cfg.weights

@@ -4,7 +4,7 @@ artefact, so that no other module spells a file name or unpacks a checkpoint by 
 ::
 
     config.yaml  history.csv  metrics.json  predictions_test.csv  model.safetensors  model.json
-    checkpoint.pt  best-e<N>.safetensors  skipped_files.txt  autocut.json  latency.json  .lock
+    checkpoint.pt  best-e<N>.safetensors  skipped_files.txt  autocut.json  latency.json  weights_source.json  .lock
 """
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ class RunDir:
     SKIPPED = "skipped_files.txt"
     AUTOCUT = "autocut.json"
     LATENCY = "latency.json"
+    SOURCE = "weights_source.json"
     LOCK = ".lock"
 
     def __init__(self, path: str | Path):

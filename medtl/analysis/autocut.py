@@ -24,6 +24,7 @@ from ..config import TrainConfig
 from ..data import ImageDataset, Preprocess
 from ..errors import ConfigError, DataError
 from ..resolve import load_data, model_weights
+from ..source import SourceRun
 from .features import walk_cuts
 
 METRICS = ("auroc", "auprc")
@@ -180,6 +181,9 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
         raise ConfigError(f"--cut auto scores cuts by auroc or auprc, not {metric!r}.")
     if weights in (None, "none", "random"):
         raise ConfigError("--cut auto scores pretrained features; it cannot be used with --weights none.")
+    if isinstance(weights, SourceRun):
+        raise ConfigError(f"--cut auto scores every cut of the pretrained backbone, but the source run {weights.path} "
+                          f"kept only its bottom (cut {weights.spec.cut!r}); give --cut at or before that.")
     start = time.perf_counter()
     y = torch.cat([data.train.labels, data.val.labels]).numpy()
     index = sample(y, limit, data.task)

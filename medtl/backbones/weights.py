@@ -19,6 +19,9 @@ def read_state_dict(path: str | os.PathLike, trust_pickle: bool = False) -> dict
     loaded, so it is refused unless ``trust_pickle`` says the user trusts the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise WeightsUnavailableError(f"{path} is a directory; a medtl run directory is a pretrained source for "
+                                      "`medtl train --weights` only; elsewhere pass a weights file.")
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} does not exist; pass an existing .safetensors/.pth file.")
     if path.suffix == ".safetensors":

@@ -37,7 +37,7 @@ def model_card(run_dir: str | Path) -> str:
         "## Model",
         "",
         f"- Backbone: {spec.get('backbone', UNKNOWN)} ({spec.get('library', '?')}: {spec.get('arch', '?')}), "
-        f"weights: {cfg.get('weights', UNKNOWN)}",
+        f"weights: {_weights(cfg, metrics)}",
         f"- Strategy: {metrics.get('strategy', cfg.get('strategy', UNKNOWN))}; cut: `{spec.get('cut', UNKNOWN)}` "
         f"(last kept layer); head: {spec.get('head', UNKNOWN)}",
         f"- Parameters kept: {_int(metrics.get('parameters'))}; MACs per image: {_int(metrics.get('macs'))}",
@@ -84,6 +84,59 @@ def model_card(run_dir: str | Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def ensemble_card(directory: str | Path) -> str:
+    """The Markdown model card of a ``medtl ensemble`` directory: its members, cost and test metrics."""
+    directory = Path(directory)
+    metrics = _read(directory / "metrics.json", json.loads)
+    members = metrics.get("member_runs") or []
+    task = "binary" if "threshold" in metrics else "multiclass or multi-label"
+    lines = [
+        f"# Model card: ensemble of {len(members)} runs on {metrics.get('data', UNKNOWN)}",
+        "",
+        "Research use only; **not a medical device**. It has not been validated for clinical decisions.",
+        "",
+        "## Members",
+        "",
+        "The class probabilities of these runs are averaged (`medtl predict` runs each member on its own "
+        "preprocessing and averages).",
+        "",
+        "| run | backbone | cut | image size | seed | parameters | validation AUROC |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| `{Path(m['run']).name}` | {m.get('backbone')} | `{m.get('cut')}` | {m.get('image_size')} | "
+          f"{m.get('seed')} | {_int(m.get('parameters'))} | {_number(m.get('val_auroc'), '.4f')} |" for m in members),
+        "",
+        f"- Parameters, all members: {_int(metrics.get('parameters'))}; MACs per image: {_int(metrics.get('macs'))}",
+        f"- CPU latency, batch 1, members in turn: {_number(metrics.get('cpu_latency_ms'), '.2f', ' ms')} "
+        f"({metrics.get('cpu_latency_threads', '?')} thread(s), measured when the ensemble was made)",
+        "",
+        "## Performance (test split)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {name} | {_number(metrics.get(f'test_{key}'), '.4f')} |" for key, name in (
+            ("auroc", "AUROC"), ("auprc", "AUPRC (average precision)"), ("accuracy", "accuracy (arg-max)"),
+            ("balanced_accuracy", "balanced accuracy (arg-max)"), ("f1", "macro F1 (arg-max)"))),
+        "",
+        "## How it was selected",
+        "",
+        "- Each member chose its epoch on its validation split; the averaged validation probabilities chose the "
+        "ensemble's temperature" + (" and decision threshold" if task == "binary" else "") + ". The test split "
+        "chose nothing.",
+        *_threshold_rule(metrics, "binary" if "threshold" in metrics else task),
+        "- Which runs to combine is the user's choice: choose them on validation metrics, never on test ones.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _weights(cfg: dict, metrics: dict) -> str:
+    source = metrics.get("weights_source")
+    if not source:
+        return str(cfg.get("weights", UNKNOWN))
+    return (f"the trunk of the medtl run `{source['run']}` ({source.get('backbone')} cut at `{source.get('cut')}`, "
+            f"trained on {source.get('data') or UNKNOWN}; model.safetensors SHA-256 `{source.get('sha256')}`)")
 
 
 def _versions(metrics: dict) -> dict:

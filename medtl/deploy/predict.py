@@ -16,7 +16,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ..artifacts import MODEL_SPEC, MODEL_WEIGHTS, load_model
 from ..data import Preprocess
 from ..data.images import IMAGE_EXTENSIONS, is_image_file, load_images, read_image
+from ..ensembles import ENSEMBLE, read_ensemble
 from ..errors import ConfigError, DataError, MedtlWarning
 from ..model import ModelSpec
 from ..training import predict as torch_predict
@@ -74,6 +75,10 @@ class Scorer:
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
 
+    def files(self, paths: list[Path], images: torch.Tensor, tta: str) -> np.ndarray:
+        """Probabilities of the files ``paths``, already read as ``images`` (at ``spec.read_size``)."""
+        return with_tta(self, images, tta)
+
 
 class TorchScorer(Scorer):
     """A run directory's model, scored with the same ``predict`` as training and ``evaluate``, in channels_last
@@ -85,6 +90,28 @@ class TorchScorer(Scorer):
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         return torch_predict(self.model, images, self.preprocess, self.spec.task, channels_last=True)[0]
+
+
+class EnsembleScorer(Scorer):
+    """The members of a ``medtl ensemble`` directory, each scored as its own run is (its read size, image size and
+    normalisation), their probabilities averaged; binary decisions use the ensemble's validation-chosen threshold.
+    Members that read files at another size than the first (folder data trained at several ``--image-size``) get
+    the files read again at theirs, as their training loader read them."""
+
+    def __init__(self, directory: Path) -> None:
+        paths, threshold = read_ensemble(directory)
+        self.members = [TorchScorer(p) for p in paths]
+        super().__init__(replace(self.members[0].spec, threshold=threshold, temperature=None))
+
+    def files(self, paths: list[Path], images: torch.Tensor, tta: str) -> np.ndarray:
+        read = {self.spec.read_size or self.spec.image_size: images}
+        prob = []
+        for member in self.members:
+            size = member.spec.read_size or member.spec.image_size
+            if size not in read:
+                read[size] = load_images(paths, size)[0]
+            prob.append(with_tta(member, match_channels(read[size], member.spec.in_chans), tta))
+        return np.mean(prob, axis=0)
 
 
 class OnnxScorer(Scorer):
@@ -118,17 +145,19 @@ def require_onnxruntime():
 
 
 def load_scorer(model: str | Path) -> Scorer:
-    """A run directory (``model.safetensors`` + ``model.json``), an ``.onnx`` file, or a folder holding ``model.onnx``
-    (what ``medtl export`` writes)."""
+    """A run directory (``model.safetensors`` + ``model.json``), an ``.onnx`` file, a folder holding ``model.onnx``
+    (what ``medtl export`` writes), or an ensemble directory (``ensemble.json``, what ``medtl ensemble`` writes)."""
     model = Path(model)
     if model.is_file() and model.suffix.lower() == ".onnx":
         return OnnxScorer(model)
     if model.is_dir() and not (model / MODEL_WEIGHTS).is_file() and (model / ONNX_FILE).is_file():
         return OnnxScorer(model / ONNX_FILE)
+    if model.is_dir() and (model / ENSEMBLE).is_file():
+        return EnsembleScorer(model)
     if model.is_dir():
         return TorchScorer(model)
-    raise ConfigError(f"{model} is neither a run directory ({MODEL_WEIGHTS} + {MODEL_SPEC}) nor an exported .onnx "
-                      "model.")
+    raise ConfigError(f"{model} is neither a run directory ({MODEL_WEIGHTS} + {MODEL_SPEC}), an ensemble directory "
+                      f"({ENSEMBLE}) nor an exported .onnx model.")
 
 
 def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -191,8 +220,8 @@ def predict(model: str | Path | Scorer, inputs: Sequence[str | Path], out: str |
             for paths, images, bad in read_batches(files, spec, batch_size, skip_bad_images):
                 skipped += [bad[i] for i in sorted(bad)]
                 if images is not None:
-                    prob = with_tta(scorer, images, tta)
                     kept = [p for i, p in enumerate(paths) if i not in bad]
+                    prob = scorer.files(kept, images, tta)
                     writer.writerows(_rows(kept, prob, spec.task, classes, threshold))
                 bar.update(len(paths))
         os.replace(tmp, out)

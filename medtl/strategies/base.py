@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from ..backbones import backbone_cuts, find_cut, get_spec
 from ..model import Classifier, build_classifier
+from ..source import SourceRun
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,17 @@ class Strategy:
     def with_params(self, **params) -> "Strategy":
         return replace(self, **params)
 
-    def build(self, backbone: str, num_classes: int, *, weights: str | None = "imagenet", **kwargs) -> Classifier:
-        """The classifier this strategy trains; ``kwargs`` go to :func:`medtl.model.build_classifier`."""
-        model = build_classifier(backbone, num_classes, cut=self.cut, weights=weights if self.pretrained else None,
+    def build(self, backbone: str, num_classes: int, *, weights: str | SourceRun | None = "imagenet",
+              **kwargs) -> Classifier:
+        """The classifier this strategy trains; ``kwargs`` go to :func:`medtl.model.build_classifier`. With a
+        :class:`~medtl.source.SourceRun`, the layers that start pretrained (up to the slim point for TransFusion)
+        take the source run's weights."""
+        source = weights if isinstance(weights, SourceRun) and self.pretrained else None
+        model = build_classifier(backbone, num_classes, cut=self.cut,
+                                 weights=weights if self.pretrained and source is None else None,
                                  slim_from=self.slim_from, shrink=self.shrink, **kwargs)
+        if source is not None:
+            source.load_into(model, self.slim_from or model.spec.cut)
         self.train_mode(model, epoch=1)
         return model
 
