@@ -14,7 +14,7 @@ import json
 import math
 import re
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,10 @@ class TrainConfig:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata["run_only"]}
 
     def fingerprint(self) -> str:
-        return hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+        """A digest of the options that differ from their defaults (a grid run's name): a new option, added at the
+        default that keeps the old behaviour, leaves the names of existing grids' runs, and so their results, valid."""
+        changed = {k: v for k, v in self.identity().items() if v != default_of(k)}
+        return hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:
         """The saved form (``config.yaml``): every persisted option."""
@@ -226,6 +229,12 @@ def parse_duration(text: str | float | int) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"time_limit must be a positive duration, got {text!r}.")
     return seconds
+
+
+def default_of(name: str) -> Any:
+    """The default value of option ``name``."""
+    f = next(f for f in fields(TrainConfig) if f.name == name)
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 def check_value(name: str, value: Any, meta: dict) -> None:

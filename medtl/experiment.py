@@ -17,7 +17,7 @@ import timm
 import torch
 
 from .analysis.autocut import AutoCut, estimate_cut
-from .config import TrainConfig, resume_refused
+from .config import TrainConfig, default_of, resume_refused
 from .data import ImageDataset, Preprocess
 from .data.balance import warn_imbalance
 from .data.check import warn_leakage
@@ -177,8 +177,10 @@ def _changed_options(checkpointed: dict, cfg: TrainConfig) -> list[str]:
     """The options (other than those a resume may change) whose value differs from the checkpoint's."""
     may_change = {f.name for f in fields(TrainConfig) if f.metadata["resume"]}
     now = cfg.identity()
-    return [f"{k}: {checkpointed.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(now) | set(checkpointed))
-            if k not in may_change and checkpointed.get(k) != now.get(k)]
+    # an option added since the checkpoint was written is at its default there (the behaviour it was trained with)
+    then = {k: checkpointed.get(k, default_of(k)) for k in now} | checkpointed
+    return [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(now) | set(then))
+            if k not in may_change and then.get(k) != now.get(k)]
 
 
 def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) -> RunResult:

@@ -3,6 +3,7 @@ continues only what was checkpointed, every option is validated before a run dir
 directories never reach the network, and interruptions say what to do."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +141,20 @@ def test_config_metadata_drives_identity_and_saving() -> None:
     assert a.fingerprint() == b.fingerprint()  # run-only options do not make another run
     assert a.fingerprint() != TrainConfig(lr=0.01).fingerprint()
     assert "trust_pickle" not in yaml.safe_load(TrainConfig(trust_pickle=True).to_yaml())
+
+
+def test_options_added_later_leave_grid_names_and_checkpoints_valid() -> None:
+    """A grid run's name hashes only the options that differ from their defaults, and a checkpoint written before
+    an option existed resumes as if it had held the option's default: adding an option does not orphan the runs of
+    every existing grid (as it did while every option was hashed)."""
+    from medtl.experiment import _changed_options
+
+    cfg = TrainConfig(lr=0.01, seed=3)
+    assert cfg.fingerprint() == hashlib.sha1(json.dumps({"lr": 0.01, "seed": 3}).encode()).hexdigest()
+    older = {k: v for k, v in cfg.identity().items() if k != "start_size"}  # written before --start-size existed
+    assert _changed_options(older, cfg) == []
+    assert _changed_options(older, replace(cfg, start_size=32)) == ["start_size: None -> 32"]
+    assert _changed_options({**cfg.identity(), "lr": 0.1}, cfg) == ["lr: 0.1 -> 0.01"]
 
 
 def test_compare_and_search_refuse_the_options_they_set_themselves(tmp_path: Path, capsys) -> None:
