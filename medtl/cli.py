@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validation metric that picks the cut (default: auprc)")
     search.add_argument("--next-block", action="store_true", help="stage 2 also searches inside the next block")
     search.add_argument("--cut", choices=("auto",), help="auto: the one-pass estimate replaces stage 1")
+    search.add_argument("--scheduler", choices=("asha",), help="asha: successive halving instead of the two stages: "
+                        "every cut starts, the worse half (on mean validation metric) is stopped at each rung")
+    search.add_argument("--grace-epochs", type=int, default=3, help="asha: the first rung, in epochs; the next are "
+                        "at grace x factor, grace x factor^2, ... (default: 3)")
+    search.add_argument("--reduction-factor", type=int, default=2, help="asha: 1/factor of the candidates go on at "
+                        "each rung (default: 2)")
     _add_grid_flags(search, skip=("cut",))
 
     analyze = sub.add_parser("analyze", help="analyse a trained run").add_subparsers(dest="analysis", required=True)
@@ -172,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_grid_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     parser.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes "
                         "(default 1; without --threads each gets cores/workers threads)")
+    parser.add_argument("--executor", default="local", choices=("local", "ray"), help="where runs train: local "
+                        "processes (default) or Ray Tune trials on a Ray cluster (pip install 'medtl[ray]')")
+    parser.add_argument("--address", help="ray: the cluster to join (auto, or HOST:PORT; default: start a local one)")
+    parser.add_argument("--cpus-per-run", type=int, default=1, help="ray: CPUs each run reserves (and its torch "
+                        "threads, unless --threads is given; default 1)")
+    parser.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs each run reserves (a fraction packs "
+                        "several runs on one GPU; default 0)")
     parser.add_argument("--config", type=Path, help="YAML file of training options (flags override it)")
     parser.add_argument("--verbose", action="store_true", help="progress bars of every run")
     _add_config_flags(parser, grid=True, skip=skip)
@@ -223,6 +236,17 @@ def _seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds takes comma-separated whole numbers, got {text!r}.") from None
 
 
+def _executor(args: argparse.Namespace):
+    """``--executor``: local processes, or Ray (imported only when asked for; its absence is a clear error)."""
+    if args.executor == "local":
+        from .compare import LocalExecutor
+
+        return LocalExecutor(args.workers)
+    from .compare.ray_executor import RayExecutor
+
+    return RayExecutor(address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+
+
 def _compare(args: argparse.Namespace) -> None:
     from .compare import compare
     from .strategies import STRATEGIES
@@ -232,7 +256,8 @@ def _compare(args: argparse.Namespace) -> None:
     strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else list(STRATEGIES)
     result = compare(cfg, strategies, cuts=args.cuts,
                      seeds=_seeds(args.seeds) if args.resplits is None else [], resplits=args.resplits, out=out,
-                     select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose)
+                     select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose,
+                     executor=_executor(args))
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)
     print("\n".join(str(f) for f in result.files))
@@ -243,8 +268,12 @@ def _search(args: argparse.Namespace) -> None:
     from .search import search
 
     cfg, out = _grid_config(args, "search", "runs/search", allowed_cut=True)
+    from .compare.halving import Halving
+
     result = search(cfg, seeds=_seeds(args.seeds), select=args.select_by, next_block=args.next_block,
-                    auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose)
+                    auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose,
+                    executor=_executor(args), scheduler=args.scheduler,
+                    halving=Halving(cfg.epochs, args.grace_epochs, args.reduction_factor))
     print(result.table())
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)

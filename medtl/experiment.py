@@ -81,8 +81,9 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     return Prepared(cfg, device, generator, data, strategy, autocut, data_fingerprint(data))
 
 
-def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = True) -> RunResult:
-    """Train a new run: in ``run_dir`` (a grid's fixed name) or a new timestamped directory under ``cfg.out``."""
+def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = True, report=None) -> RunResult:
+    """Train a new run: in ``run_dir`` (a grid's fixed name) or a new timestamped directory under ``cfg.out``.
+    ``report`` sees every epoch's history row and may pause the run (see :meth:`Trainer.fit`)."""
     p = prepare(cfg, verbose)
     model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=model_weights(p.cfg),
                              in_chans=p.data.in_chans, image_size=p.cfg.image_size, head=p.cfg.head,
@@ -100,10 +101,10 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
             report_skipped(p.data, run)
         if p.autocut is not None:
             run.write_json(RunDir.AUTOCUT, p.autocut.to_dict())
-        return _fit(p, model, run, None, verbose)
+        return _fit(p, model, run, None, verbose, report)
 
 
-def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = True) -> RunResult:
+def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = True, report=None) -> RunResult:
     """Continue an interrupted run from its last checkpoint (a finished one only writes its artefacts again).
 
     ``overrides`` may extend ``epochs`` or ``patience``, or change run-only options (threads, device, ...); any other
@@ -146,7 +147,7 @@ def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = T
         except RuntimeError as e:
             raise ConfigError(f"{run / RunDir.CHECKPOINT} holds another model than {run / RunDir.CONFIG} describes "
                               f"({str(e).splitlines()[0]}); start a new run.") from e
-        return _fit(p, model, run, (state, best), verbose)
+        return _fit(p, model, run, (state, best), verbose, report)
 
 
 def _changed_options(checkpointed: dict, cfg: TrainConfig) -> list[str]:
@@ -157,21 +158,21 @@ def _changed_options(checkpointed: dict, cfg: TrainConfig) -> list[str]:
             if k not in may_change and checkpointed.get(k) != now.get(k)]
 
 
-def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) -> RunResult:
+def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, report=None) -> RunResult:
     try:
-        return _train(p, model, run, state, verbose)
+        return _train(p, model, run, state, verbose, report)
     except KeyboardInterrupt as e:
         e.run = run.path if run.resumable else None  # what the command line offers to --resume
         raise
 
 
-def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) -> RunResult:
+def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, report=None) -> RunResult:
     if verbose:
         log.info("run %s\n%s", run.path, describe(model, p.strategy, p.data))
     fingerprints = {"config": p.cfg.identity(), "data": p.fingerprint}
     began = time.perf_counter()
     fit = Trainer(p.cfg, p.device, verbose).fit(model, p.strategy, p.data, run, p.generator, resume=state,
-                                                fingerprints=fingerprints)
+                                                fingerprints=fingerprints, report=report)
     model.load_state_dict(fit.best_state)
     metrics = finish(model, p.data, p.cfg, run, fit.history, fit.best_epoch, time.perf_counter() - began,
                      fingerprints["data"])

@@ -9,6 +9,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -224,6 +225,15 @@ class Interrupt:
                     self.requested)
 
 
+class Paused(Exception):
+    """``Trainer.fit``'s ``report`` asked to stop after ``epoch``: the run is checkpointed there, unfinished, and
+    resumes from that epoch (a scheduler's rung: successive halving trains candidates in steps)."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"paused after epoch {epoch}")
+        self.epoch = epoch
+
+
 class Trainer:
     """Trains a classifier built by a strategy; all options come from a :class:`TrainConfig`."""
 
@@ -233,13 +243,18 @@ class Trainer:
         self.verbose = verbose
 
     def fit(self, model: Classifier, strategy: Strategy, data: ImageDataset, run: RunDir, generator: torch.Generator,
-            resume: tuple[Checkpoint, dict] | None = None, fingerprints: dict | None = None) -> FitResult:
+            resume: tuple[Checkpoint, dict] | None = None, fingerprints: dict | None = None,
+            report: Callable[[dict], bool] | None = None) -> FitResult:
+        """``report(row)`` sees every epoch's history row (restored ones again after a resume, so a scheduler that
+        restarts a run sees its whole history); when it returns False the run checkpoints and raises :class:`Paused`."""
         cfg = self.cfg
         s = self.session(model, strategy, data, generator)
         first = 1
         if resume is not None:
             first = self.restore(s, *resume) + 1
             run.write_history(s.history)  # rows of epochs after the checkpoint are trained again
+            for row in s.history if report else ():
+                report(row)
         steps = num_batches(len(s.train_x), cfg.batch_size)
         bar = tqdm(total=(cfg.epochs - first + 1) * steps, disable=not self.verbose, dynamic_ncols=True,
                    mininterval=0.5, unit="step")
@@ -259,15 +274,18 @@ class Trainer:
                        "seconds": time.perf_counter() - began}
                 self.select(s, row)
                 run.append_history(row)
+                pause = report is not None and not report(row)
                 if epoch == CHANCE_EPOCHS < cfg.epochs:
                     warn_if_at_chance(s.history, f"for the first {CHANCE_EPOCHS} epochs")
                 stop = cfg.patience > 0 and s.bad_epochs >= cfg.patience and epoch > strategy.probe_epochs
                 done = stop or epoch == cfg.epochs
-                if done or interrupt.requested or time.monotonic() - last_save >= cfg.checkpoint_every:
+                if done or pause or interrupt.requested or time.monotonic() - last_save >= cfg.checkpoint_every:
                     self.save(s, run, epoch, done, fingerprints or {})
                     last_save = time.monotonic()
                 if interrupt.requested and not done:
                     raise KeyboardInterrupt
+                if pause and not done:
+                    raise Paused(epoch)
                 if stop:
                     break
         warn_if_at_chance([row for row in s.history if row["epoch"] == s.best_epoch], "at the selected epoch")
