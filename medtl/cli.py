@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--select-by", default="auprc", choices=("auroc", "auprc"),
                         help="validation metric that picks the cut (default: auprc)")
     search.add_argument("--next-block", action="store_true", help="stage 2 also searches inside the next block")
-    search.add_argument("--cut", choices=("auto",), help="auto: the one-pass estimate replaces stage 1")
+    search.add_argument("--cut", choices=("auto",), default=argparse.SUPPRESS,
+                        help="auto: the one-pass estimate replaces stage 1")
     search.add_argument("--scheduler", choices=("asha",), help="asha: successive halving instead of the two stages: "
                         "every cut starts, the worse half (on mean validation metric) is stopped at each rung")
     search.add_argument("--grace-epochs", type=int, default=3, help="asha: the first rung, in epochs; the next are "
