@@ -30,7 +30,7 @@ from .model import Classifier
 from .resolve import load_data, make_strategy, model_weights, resolve_device
 from .rundir import RunDir, data_fingerprint
 from .strategies import Strategy
-from .training import Trainer, predict, seed_everything
+from .training import Trainer, distributed, predict, seed_everything
 
 log = logging.getLogger("medtl")
 
@@ -65,7 +65,7 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     generator = seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = distributed.setup(resolve_device(cfg.device))  # under torchrun: this process's device
     strategy = make_strategy(cfg)
     data = load_data(cfg)
     autocut = None
@@ -89,12 +89,8 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
                              in_chans=p.data.in_chans, image_size=p.cfg.image_size, head=p.cfg.head,
                              classes=p.data.classes, task=p.data.task)
     warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
-    if run_dir is not None:
-        run = RunDir.at(run_dir)
-    else:
-        name = p.cfg.name or (f"{Path(p.data.name).stem}-{p.cfg.backbone}-{p.strategy.name}-{model.spec.cut}"
-                              f"-s{p.cfg.seed}")
-        run = RunDir.create(p.cfg.out, name)
+    name = p.cfg.name or f"{Path(p.data.name).stem}-{p.cfg.backbone}-{p.strategy.name}-{model.spec.cut}-s{p.cfg.seed}"
+    run = distributed.one_run(lambda: RunDir.at(run_dir) if run_dir is not None else RunDir.create(p.cfg.out, name))
     with run.lock():
         run.save_config(p.cfg)
         if p.data.skipped:
@@ -110,7 +106,7 @@ def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = T
     ``overrides`` may extend ``epochs`` or ``patience``, or change run-only options (threads, device, ...); any other
     option would make the result depend on when the run was interrupted, so it is refused. The checkpoint's
     fingerprints of the config and of the data must match: an edited ``config.yaml`` or changed data is refused."""
-    run = RunDir(run_dir)
+    run = distributed.view(run_dir)
     if not run.started:
         raise ConfigError(f"{run.path} is not a medtl run directory (no {RunDir.CONFIG}); nothing to resume.")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -174,8 +170,9 @@ def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, re
     fit = Trainer(p.cfg, p.device, verbose).fit(model, p.strategy, p.data, run, p.generator, resume=state,
                                                 fingerprints=fingerprints, report=report)
     model.load_state_dict(fit.best_state)
-    metrics = finish(model, p.data, p.cfg, run, fit.history, fit.best_epoch, time.perf_counter() - began,
-                     fingerprints["data"])
+    seconds = time.perf_counter() - began
+    metrics = distributed.on_rank_zero(lambda: finish(model, p.data, p.cfg, run, fit.history, fit.best_epoch, seconds,
+                                                      fingerprints["data"])) or run.metrics()
     if verbose:
         log.info(summary(metrics))
     return RunResult(metrics, model.cpu().eval(), run.path, p.cfg)

@@ -23,6 +23,7 @@ from ..rundir import Checkpoint, RunDir
 from ..evaluation import classification_metrics
 from ..model import Classifier
 from ..strategies import Strategy
+from . import distributed
 from .cache import PrefixCache
 from .device import autocast, check_precision, data_home, eval_batch_size, grad_scaler, to_device
 from .health import CHANCE_EPOCHS, check_finite, warn_if_at_chance
@@ -158,7 +159,7 @@ class Session:
 def train_one_epoch(s: Session, cfg: TrainConfig, device: torch.device, epoch: int, frozen: int, bar) -> float:
     """One pass over the shuffled training split; returns the mean training loss."""
     features = None if cfg.augment else s.cache.get("train", s.train_x, frozen)
-    total, seen = 0.0, 0
+    total, seen, share = 0.0, 0, distributed.share()
     for idx in batches(len(s.train_x), cfg.batch_size, s.generator):
         idx = idx.to(device)
         if features is not None:
@@ -167,8 +168,8 @@ def train_one_epoch(s: Session, cfg: TrainConfig, device: torch.device, epoch: i
             x, first = s.augment(to_device(s.train_x[idx.to(s.home)], device), generator=s.generator), 0
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, cfg.precision):
-            loss = s.loss_fn(s.net(x, first), s.train_y[idx])
+        with autocast(device, cfg.precision):  # under torchrun, this process's share of the batch
+            loss = s.loss_fn(s.net(x[share], first), s.train_y[idx][share])
         check_finite(loss, "the training loss", epoch, cfg.lr)
         s.optimizer.zero_grad(set_to_none=True)
         s.scaler.scale(loss).backward()
@@ -305,8 +306,9 @@ class Trainer:
         plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
         optimizer = make_optimizer(strategy.param_groups(model, cfg.lr), cfg)
         steps = num_batches(len(data.train), cfg.batch_size)
+        net = distributed.wrap(model, device, cfg.sync_bn)  # DistributedDataParallel under torchrun
         return Session(
-            model=model, net=torch.compile(model) if cfg.compile else model, strategy=strategy, data=data,
+            model=model, net=torch.compile(net) if cfg.compile else net, strategy=strategy, data=data,
             optimizer=optimizer, schedule=make_schedule(optimizer, cfg, steps, restart_epoch=strategy.probe_epochs),
             scaler=grad_scaler(device, cfg.precision), loss_fn=make_loss(data, cfg, device),
             augment=Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=cfg.augment,
