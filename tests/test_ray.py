@@ -147,6 +147,25 @@ def test_the_same_grid_through_ray_gives_the_local_metrics(cluster, grid, tmp_pa
     assert len(local) == 4 and metrics(tmp_path) == local
 
 
+def test_asha_through_ray_stops_cuts_at_a_rung_and_finishes_the_rest(cluster, tmp_path):
+    """Tune's ASHAScheduler decides; the run directories must say what it decided: a stopped cut paused (resumable,
+    unfinished) after the rung's epoch, a kept one finished."""
+    from medtl.compare import build_grid
+    from medtl.compare.halving import Halving, history
+    from medtl.rundir import RunDir
+
+    address, _ = cluster
+    base = TrainConfig(data=str(tiny_npz(tmp_path / "tiny.npz")), image_size=32, epochs=2, batch_size=8, threads=1,
+                       augment=False, bootstrap=0, report=False, checkpoint_every=1e6)
+    runs = build_grid(base.validate(), ["truncated"], "stem,blocks.1", [0], None, tmp_path / "asha")
+    stopped = RayExecutor(address, storage=tmp_path / "tune").halving({r.cut: [r] for r in runs},
+                                                                      Halving(2, grace=1, eta=2), "auprc")
+    assert set(stopped) == {"stem", "blocks.1"} and set(stopped.values()) <= {None, 1} and None in stopped.values()
+    for run in runs:
+        epochs = len(history(run))
+        assert (epochs, RunDir(run.run_dir).finished) == ((1, False) if stopped[run.cut] == 1 else (2, True))
+
+
 def test_a_grid_survives_its_worker_node_dying_mid_training(cluster, grid, tmp_path):
     """The worker node's raylet is killed while a run trains there; Ray retries the trial on the head node, it
     resumes from the run's checkpoint, and every run ends with the metrics of the undisturbed local grid."""
