@@ -242,7 +242,14 @@ def _executor(args: argparse.Namespace):
     if args.executor == "local":
         from .compare import LocalExecutor
 
+        given = [f for f, v in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run != 1),
+                                ("--gpus-per-run", args.gpus_per_run)) if v]
+        if given:
+            raise ConfigError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} only with --executor ray.")
         return LocalExecutor(args.workers)
+    if args.workers != 1:
+        raise ConfigError("--workers is for --executor local; with Ray, --cpus-per-run and the cluster's size decide "
+                          "how many runs train at once.")
     from .compare.ray_executor import RayExecutor
 
     return RayExecutor(address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
@@ -271,6 +278,8 @@ def _search(args: argparse.Namespace) -> None:
     cfg, out = _grid_config(args, "search", "runs/search", allowed_cut=True)
     from .compare.halving import Halving
 
+    if args.scheduler is None and (args.grace_epochs, args.reduction_factor) != (3, 2):
+        raise ConfigError("--grace-epochs and --reduction-factor are options of --scheduler asha.")
     result = search(cfg, seeds=_seeds(args.seeds), select=args.select_by, next_block=args.next_block,
                     auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose,
                     executor=_executor(args), scheduler=args.scheduler,

@@ -3,6 +3,7 @@ paused resumably while the survivor ends exactly as an uninterrupted run."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from conftest import tiny_npz
@@ -20,6 +21,24 @@ def test_rungs_and_the_rule_match_ashas():
     scores = {"a": 0.9, "b": 0.7, "c": 0.8, "d": 0.6, "e": 0.85}
     assert Halving(15).survivors(scores) == ["a", "c", "e"]  # >= the median: ceil(5/2)
     assert Halving(15, eta=3).survivors(scores) == ["a", "e"]
+
+
+def test_scheduler_and_executor_options_are_refused_where_they_do_not_apply(tmp_path, capsys, monkeypatch):
+    from medtl.cli import main
+    from medtl.compare.ray_executor import RayExecutor
+    from medtl.errors import ConfigError
+
+    assert main(["search", "--grace-epochs", "2", "--out", str(tmp_path)]) == 2
+    assert "options of --scheduler asha" in capsys.readouterr().err
+    assert main(["compare", "--address", "auto", "--out", str(tmp_path)]) == 2
+    assert "--address applies only with --executor ray" in capsys.readouterr().err
+    assert main(["compare", "--executor", "ray", "--workers", "2", "--out", str(tmp_path)]) == 2
+    assert main(["search", "--scheduler", "asha", "--cut", "auto", "--out", str(tmp_path)]) == 2
+    assert "drop --cut auto" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ConfigError, match=r"medtl\[ray\]"):
+        list(RayExecutor().map(str, [1]))
 
 
 @pytest.mark.slow
