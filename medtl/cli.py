@@ -237,7 +237,7 @@ def _seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds takes comma-separated whole numbers, got {text!r}.") from None
 
 
-def _executor(args: argparse.Namespace):
+def _executor(args: argparse.Namespace, out: str):
     """``--executor``: local processes, or Ray (imported only when asked for; its absence is a clear error)."""
     if args.executor == "local":
         from .compare import LocalExecutor
@@ -252,7 +252,9 @@ def _executor(args: argparse.Namespace):
                           "how many runs train at once.")
     from .compare.ray_executor import RayExecutor
 
-    return RayExecutor(address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    # Tune's experiment state beside the runs: on the filesystem every node shares
+    return RayExecutor(address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                       storage=Path(out) / "tune")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -265,7 +267,7 @@ def _compare(args: argparse.Namespace) -> None:
     result = compare(cfg, strategies, cuts=args.cuts,
                      seeds=_seeds(args.seeds) if args.resplits is None else [], resplits=args.resplits, out=out,
                      select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose,
-                     executor=_executor(args))
+                     executor=_executor(args, out))
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)
     print("\n".join(str(f) for f in result.files))
@@ -282,7 +284,7 @@ def _search(args: argparse.Namespace) -> None:
         raise ConfigError("--grace-epochs and --reduction-factor are options of --scheduler asha.")
     result = search(cfg, seeds=_seeds(args.seeds), select=args.select_by, next_block=args.next_block,
                     auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose,
-                    executor=_executor(args), scheduler=args.scheduler,
+                    executor=_executor(args, out), scheduler=args.scheduler,
                     halving=Halving(cfg.epochs, args.grace_epochs, args.reduction_factor))
     print(result.table())
     if cfg.report and (page := report_after(Path(out))):
