@@ -46,8 +46,9 @@ def main() -> None:
         "milestones": search["halving"]["milestones"],
     }
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    md = (f"ASHA (rungs after {result['milestones']} epochs, halving) on {exhaustive['data']}, {exhaustive['image_size']}"
-          f" px, seeds {exhaustive['seeds']}: pick `{pick}`, test AUROC {result['pick_test_auroc']:.4f} (recorded "
+    md = (f"ASHA (rungs after {result['milestones']} epochs, halving) on {exhaustive['data']}, "
+          f"{exhaustive['image_size']} px, seeds {exhaustive['seeds']}: pick `{pick}`, test AUROC "
+          f"{result['pick_test_auroc']:.4f} (recorded "
           f"{result['pick_test_auroc_recorded']:.4f}); best cut `{result['best_cut']}` {result['best_test_auroc']:.4f},"
           f" gap {result['gap']:.4f}. {result['epochs']} epochs (exhaustive at most "
           f"{result['exhaustive_epochs_at_most']}), {seconds:.0f} s of training: {result['fraction_raw']:.1%} of the "

@@ -143,7 +143,8 @@ def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[
     rows = []
     for (cut, level), group in zip(cuts, candidates.values()):
         trained = [history(run) for run in group]
-        cost = {"epochs_run": sum(len(h) for h in trained), "train_seconds": sum(r["seconds"] for h in trained for r in h)}
+        cost = {"epochs_run": sum(len(h) for h in trained),
+                "train_seconds": sum(r["seconds"] for h in trained for r in h)}
         if stopped[cut] is None:
             row = summarise([record(run, latency=False) for run in group], KEYS)[0]
         else:
@@ -177,8 +178,8 @@ def block_of(cuts: list[tuple[str, str]], name: str) -> str:
 
 def _cost(rows: list[dict], cuts: int, seeds: int, epochs_per_run: int) -> dict:
     """What the search trained, next to the exhaustive search over every cut (its runs, and its epochs at most)."""
-    runs = sum(r["runs"] for r in rows)
-    epochs = sum(r["epochs_run"] for r in rows)
-    return {"runs": runs, "epochs": epochs,
-            "fraction_of_exhaustive_epochs_at_most": epochs / (cuts * seeds * epochs_per_run), "train_seconds": sum(r["train_seconds"] for r in rows), "exhaustive_runs": cuts * seeds,
-            "exhaustive_epochs_at_most": cuts * seeds * epochs_per_run, "fraction_of_exhaustive_runs": runs / (cuts * seeds)}
+    runs, epochs, most = sum(r["runs"] for r in rows), sum(r["epochs_run"] for r in rows), cuts * seeds * epochs_per_run
+    return {"runs": runs, "epochs": epochs, "train_seconds": sum(r["train_seconds"] for r in rows),
+            "exhaustive_runs": cuts * seeds, "exhaustive_epochs_at_most": most,
+            "fraction_of_exhaustive_runs": runs / (cuts * seeds),
+            "fraction_of_exhaustive_epochs_at_most": epochs / most}

@@ -36,7 +36,8 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
             select: str = "auprc", plots: bool = True, workers: int = 1, verbose: bool = False,
             executor: Executor | None = None) -> CompareResult:
     """Train the grid ``strategies`` × cut points × repeats (finished runs are skipped, interrupted ones resumed)
-    through ``executor`` (default: ``workers`` local processes at a time), and write ``configurations.{md,csv}``, ``table.{md,csv}``, ``runs.csv`` and the
+    through ``executor`` (default: ``workers`` local processes at a time), and write ``configurations.{md,csv}``,
+    ``table.{md,csv}``, ``runs.csv`` and the
     figures to ``out``."""
     out = make_dir(out)
     if cuts == "auto" or base.cut == "auto":

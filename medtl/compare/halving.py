@@ -1,14 +1,14 @@
 """Successive halving of a search's candidates, by the rule of ASHA (Li et al., MLSys 2020) as Ray Tune's
-``ASHAScheduler`` applies it: rungs after ``grace``, ``grace·eta``, ``grace·eta²``, ... epochs (below the run length);
-at a rung a candidate (a cut: its runs over the seeds) goes on only if its score is at least the ``1 - 1/eta``
-quantile of the scores recorded there. The score is the mean over the candidate's runs of the best *validation*
-metric so far (what model selection would keep); test metrics are never looked at. Stopped runs keep their
-checkpoint, so a longer search resumes them instead of starting over; the survivors train to the end.
+``ASHAScheduler`` applies it: rungs after ``grace``, ``grace·eta``, ``grace·eta²``, ... epochs (below the run
+length); at a rung a candidate (a cut: its runs over the seeds) goes on only if its score is at least the
+``1 - 1/eta`` quantile of the scores recorded there. The score is the mean over the candidate's runs of the best
+*validation* metric so far (what model selection would keep); test metrics are never looked at. Stopped runs keep
+their checkpoint, so a longer search resumes them instead of starting over; the survivors train to the end.
 
 :func:`successive_halving` applies the rule synchronously: every candidate reaches a rung before any is compared
 there, so the outcome is deterministic and the same whatever executor trains the runs. Ray Tune's scheduler
-(:meth:`medtl.compare.ray_executor.RayExecutor.halving`) applies it asynchronously, comparing a candidate with
-those that reached the rung before it."""
+(:meth:`medtl.compare.ray_executor.RayExecutor.halving`) applies it asynchronously, comparing a candidate with those
+that reached the rung before it."""
 from __future__ import annotations
 
 import csv
