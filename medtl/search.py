@@ -52,10 +52,14 @@ class SearchResult:
             lines.append(f"{r['stage']:<6}{r['cut']:<16}{r['runs']:>6}{r[f'val_{select}_mean']:>12.4f}{test}"
                          f"{'  <- pick' if r['cut'] == self.pick else ''}")
         c = self.cost
-        first = f"stage 1 picked {self.block_pick}, " if self.block_pick else "successive halving: "
-        lines.append(f"{first}the search {self.pick}: {c['runs']} runs, {c['epochs']} epochs, "
-                     f"{c['train_seconds']:.0f}s of training ({c['fraction_of_exhaustive_runs']:.0%} of the "
-                     f"{c['exhaustive_runs']} runs of an exhaustive search)")
+        if self.block_pick:
+            lines.append(f"stage 1 picked {self.block_pick}, the search {self.pick}: {c['runs']} runs, {c['epochs']} "
+                         f"epochs, {c['train_seconds']:.0f}s of training ({c['fraction_of_exhaustive_runs']:.0%} of the "
+                         f"{c['exhaustive_runs']} runs of an exhaustive search)")
+        else:  # successive halving starts every run: its cost is in epochs
+            lines.append(f"successive halving picked {self.pick}: {c['epochs']} epochs, {c['train_seconds']:.0f}s of "
+                         f"training ({c['fraction_of_exhaustive_epochs_at_most']:.0%} of the at most "
+                         f"{c['exhaustive_epochs_at_most']} epochs of an exhaustive search)")
         return "\n".join(lines)
 
 
