@@ -104,6 +104,9 @@ def cluster(tmp_path_factory):
     import ray
 
     tmp = tmp_path_factory.mktemp("ray")
+    # no token authentication on this loopback cluster, whatever ~/.ray/auth_token an earlier local ray.init() left
+    auth = pytest.MonkeyPatch()
+    auth.setenv("RAY_AUTH_MODE", "disabled")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT),
            # the head declares a silent node dead after ~1 s instead of ~30 s
            "RAY_health_check_period_ms": "200", "RAY_health_check_timeout_ms": "500",
@@ -121,6 +124,7 @@ def cluster(tmp_path_factory):
         ray.shutdown()
         for node in reversed(nodes):
             node.stop()
+        auth.undo()
 
 
 @pytest.fixture(scope="module")
