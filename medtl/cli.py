@@ -142,7 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--select-by", default="auprc", choices=("auroc", "auprc"),
                         help="validation metric that picks the cut (default: auprc)")
     search.add_argument("--next-block", action="store_true", help="stage 2 also searches inside the next block")
-    search.add_argument("--cut", choices=("auto",), help="auto: the one-pass estimate replaces stage 1")
+    search.add_argument("--cut", choices=("auto",), default=argparse.SUPPRESS,
+                        help="auto: the one-pass estimate replaces stage 1")
+    search.add_argument("--scheduler", choices=("asha",), help="asha: successive halving instead of the two stages: "
+                        "every cut starts, the worse half (on mean validation metric) is stopped at each rung")
+    search.add_argument("--grace-epochs", type=int, default=3, help="asha: the first rung, in epochs; the next are "
+                        "at grace x factor, grace x factor^2, ... (default: 3)")
+    search.add_argument("--reduction-factor", type=int, default=2, help="asha: 1/factor of the candidates go on at "
+                        "each rung (default: 2)")
     _add_grid_flags(search, skip=("cut",))
 
     analyze = sub.add_parser("analyze", help="analyse a trained run").add_subparsers(dest="analysis", required=True)
@@ -186,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_grid_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     parser.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes "
                         "(default 1; without --threads each gets cores/workers threads)")
+    parser.add_argument("--executor", default="local", choices=("local", "ray"), help="where runs train: local "
+                        "processes (default) or Ray Tune trials on a Ray cluster (pip install 'medtl[ray]')")
+    parser.add_argument("--address", help="ray: the cluster to join (auto, or HOST:PORT; default: start a local one)")
+    parser.add_argument("--cpus-per-run", type=int, default=1, help="ray: CPUs each run reserves (and its torch "
+                        "threads, unless --threads is given; default 1)")
+    parser.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs each run reserves (a fraction packs "
+                        "several runs on one GPU; default 0)")
     parser.add_argument("--config", type=Path, help="YAML file of training options (flags override it)")
     parser.add_argument("--verbose", action="store_true", help="progress bars of every run")
     _add_config_flags(parser, grid=True, skip=skip)
@@ -237,6 +251,26 @@ def _seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds takes comma-separated whole numbers, got {text!r}.") from None
 
 
+def _executor(args: argparse.Namespace, out: str):
+    """``--executor``: local processes, or Ray (imported only when asked for; its absence is a clear error)."""
+    if args.executor == "local":
+        from .compare import LocalExecutor
+
+        given = [f for f, v in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run != 1),
+                                ("--gpus-per-run", args.gpus_per_run)) if v]
+        if given:
+            raise ConfigError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} only with --executor ray.")
+        return LocalExecutor(args.workers)
+    if args.workers != 1:
+        raise ConfigError("--workers is for --executor local; with Ray, --cpus-per-run and the cluster's size decide "
+                          "how many runs train at once.")
+    from .compare.ray_executor import RayExecutor
+
+    # Tune's experiment state beside the runs: on the filesystem every node shares
+    return RayExecutor(address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                       storage=Path(out) / "tune")
+
+
 def _compare(args: argparse.Namespace) -> None:
     from .compare import compare
     from .strategies import STRATEGIES
@@ -246,7 +280,8 @@ def _compare(args: argparse.Namespace) -> None:
     strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else list(STRATEGIES)
     result = compare(cfg, strategies, cuts=args.cuts,
                      seeds=_seeds(args.seeds) if args.resplits is None else [], resplits=args.resplits, out=out,
-                     select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose)
+                     select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose,
+                     executor=_executor(args, out))
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)
     print("\n".join(str(f) for f in result.files))
@@ -257,8 +292,14 @@ def _search(args: argparse.Namespace) -> None:
     from .search import search
 
     cfg, out = _grid_config(args, "search", "runs/search", allowed_cut=True)
+    from .compare.halving import Halving
+
+    if args.scheduler is None and (args.grace_epochs, args.reduction_factor) != (3, 2):
+        raise ConfigError("--grace-epochs and --reduction-factor are options of --scheduler asha.")
     result = search(cfg, seeds=_seeds(args.seeds), select=args.select_by, next_block=args.next_block,
-                    auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose)
+                    auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose,
+                    executor=_executor(args, out), scheduler=args.scheduler,
+                    halving=Halving(cfg.epochs, args.grace_epochs, args.reduction_factor))
     print(result.table())
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)

@@ -143,6 +143,8 @@ class TrainConfig:
                            run_only=True)
     cudnn_benchmark: bool = option(False, "let cuDNN pick the fastest kernels (GPU; faster, not bit-repeatable)",
                                    run_only=True)
+    sync_bn: bool = option(False, "under torchrun on GPUs: BatchNorm statistics over the whole batch (SyncBatchNorm) "
+                           "instead of each process's share", run_only=True)
     cache_mb: float = option(2048, "memory bound (MiB) for caching the output of frozen layers; 0 turns the cache "
                              "off", low=0.0, run_only=True)
     report: bool = option(True, "write report.html at the end (a grid writes one for the whole grid, not one per run)",

@@ -32,7 +32,7 @@ from .resolve import load_data, make_strategy, model_weights, resolve_device
 from .rundir import RunDir, data_fingerprint
 from .source import SourceRun
 from .strategies import Strategy
-from .training import Trainer, predict, seed_everything
+from .training import Trainer, distributed, predict, seed_everything
 from .training.budget import measure_epoch
 from .training.recipe import resolve as resolve_recipe
 
@@ -69,7 +69,7 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     generator = seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = distributed.setup(resolve_device(cfg.device))  # under torchrun: this process's device
     strategy = make_strategy(cfg)
     data = load_data(cfg)
     if cfg.ordinal_head and (data.task == "multilabel" or data.num_classes < 3):
@@ -88,8 +88,9 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     return Prepared(cfg, device, generator, data, strategy, autocut, data_fingerprint(data))
 
 
-def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = True) -> RunResult:
-    """Train a new run: in ``run_dir`` (a grid's fixed name) or a new timestamped directory under ``cfg.out``."""
+def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = True, report=None) -> RunResult:
+    """Train a new run: in ``run_dir`` (a grid's fixed name) or a new timestamped directory under ``cfg.out``.
+    ``report`` sees every epoch's history row and may pause the run (see :meth:`Trainer.fit`)."""
     p = prepare(cfg, verbose)
     weights = model_weights(p.cfg)
     model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=weights,
@@ -98,12 +99,8 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
     warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
     warn_imbalance(p.data, p.cfg.class_weights)
     p = plan(p, model, verbose)
-    if run_dir is not None:
-        run = RunDir.at(run_dir)
-    else:
-        name = p.cfg.name or (f"{Path(p.data.name).stem}-{p.cfg.backbone}-{p.strategy.name}-{model.spec.cut}"
-                              f"-s{p.cfg.seed}")
-        run = RunDir.create(p.cfg.out, name)
+    name = p.cfg.name or f"{Path(p.data.name).stem}-{p.cfg.backbone}-{p.strategy.name}-{model.spec.cut}-s{p.cfg.seed}"
+    run = distributed.one_run(lambda: RunDir.at(run_dir) if run_dir is not None else RunDir.create(p.cfg.out, name))
     with run.lock():
         run.save_config(p.cfg)
         if p.data.skipped:
@@ -112,7 +109,7 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
             run.write_json(RunDir.AUTOCUT, p.autocut.to_dict())
         if isinstance(weights, SourceRun):  # recorded at the start: a resumed run reports what it started from
             run.write_json(RunDir.SOURCE, weights.provenance())
-        return _fit(p, model, run, None, verbose)
+        return _fit(p, model, run, None, verbose, report)
 
 
 def plan(p: Prepared, model: Classifier, verbose: bool) -> Prepared:
@@ -126,13 +123,13 @@ def plan(p: Prepared, model: Classifier, verbose: bool) -> Prepared:
     return replace(p, cfg=recipe.cfg)
 
 
-def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = True) -> RunResult:
+def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = True, report=None) -> RunResult:
     """Continue an interrupted run from its last checkpoint (a finished one only writes its artefacts again).
 
     ``overrides`` may extend ``epochs`` or ``patience``, or change run-only options (threads, device, ...); any other
     option would make the result depend on when the run was interrupted, so it is refused. The checkpoint's
     fingerprints of the config and of the data must match: an edited ``config.yaml`` or changed data is refused."""
-    run = RunDir(run_dir)
+    run = distributed.view(run_dir)
     if not run.started:
         raise ConfigError(f"{run.path} is not a medtl run directory (no {RunDir.CONFIG}); nothing to resume.")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -170,7 +167,7 @@ def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = T
         except RuntimeError as e:
             raise ConfigError(f"{run / RunDir.CHECKPOINT} holds another model than {run / RunDir.CONFIG} describes "
                               f"({str(e).splitlines()[0]}); start a new run.") from e
-        return _fit(p, model, run, (state, best), verbose)
+        return _fit(p, model, run, (state, best), verbose, report)
 
 
 def _changed_options(checkpointed: dict, cfg: TrainConfig) -> list[str]:
@@ -183,24 +180,25 @@ def _changed_options(checkpointed: dict, cfg: TrainConfig) -> list[str]:
             if k not in may_change and then.get(k) != now.get(k)]
 
 
-def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) -> RunResult:
+def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, report=None) -> RunResult:
     try:
-        return _train(p, model, run, state, verbose)
+        return _train(p, model, run, state, verbose, report)
     except KeyboardInterrupt as e:
         e.run = run.path if run.resumable else None  # what the command line offers to --resume
         raise
 
 
-def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool) -> RunResult:
+def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, report=None) -> RunResult:
     if verbose:
         log.info("run %s\n%s", run.path, describe(model, p.strategy, p.data))
     fingerprints = {"config": p.cfg.identity(), "data": p.fingerprint}
     began = time.perf_counter()
     fit = Trainer(p.cfg, p.device, verbose).fit(model, p.strategy, p.data, run, p.generator, resume=state,
-                                                fingerprints=fingerprints)
+                                                fingerprints=fingerprints, report=report)
     model.load_state_dict(fit.best_state)
-    metrics = finish(model, p.data, p.cfg, run, fit.history, fit.best_epoch, time.perf_counter() - began,
-                     fingerprints["data"])
+    seconds = time.perf_counter() - began
+    metrics = distributed.on_rank_zero(lambda: finish(model, p.data, p.cfg, run, fit.history, fit.best_epoch, seconds,
+                                                      fingerprints["data"])) or run.metrics()
     if verbose:
         log.info(summary(metrics))
     return RunResult(metrics, model.cpu().eval(), run.path, p.cfg)

@@ -3,7 +3,8 @@
 Stage 1 fine-tunes TruncatedTL at every block boundary (the last one is the whole network); stage 2 at every
 layer-level cut inside the best block (optionally inside the next block too). With ``--cut auto`` the one-pass
 estimate (:mod:`medtl.analysis.autocut`) replaces stage 1: only the block holding its pick is fine-tuned, whole
-and at every layer inside it. Cuts are compared on the mean
+and at every layer inside it. With ``scheduler="asha"`` every cut is a candidate and successive halving
+(:mod:`medtl.compare.halving`) stops the worse ones at rungs on their validation metric. Cuts are compared on the mean
 *validation* metric over seeds; test metrics are recorded for every candidate but never used to choose. Runs live
 in ``out/runs`` under the names ``medtl compare`` gives them, so a search and a compare grid of the same
 configuration share finished runs, and an interrupted search continues where it stopped.
@@ -17,14 +18,18 @@ from pathlib import Path
 from .analysis.autocut import estimate_for
 from .artifacts import write_csv, write_json
 from .backbones import backbone_cuts, create_backbone
-from .compare import LocalExecutor, best_on_validation, build_grid, run_grid, summarise
+from .compare import Executor, LocalExecutor, best_on_validation, build_grid, record, run_grid, summarise
+from .compare.halving import Halving, history, score, successive_halving
 from .config import TrainConfig
 from .errors import ConfigError
+from .resolve import load_data
 from .rundir import make_dir
+from .training.recipe import default_epochs
 
 log = logging.getLogger("medtl")
 
 SELECT = ("auprc", "auroc")
+SCHEDULERS = ("asha",)
 KEYS = ("val_auroc", "val_auprc", "test_auroc", "test_auprc")
 
 
@@ -34,7 +39,7 @@ class SearchResult:
 
     candidates: list[dict]
     select: str
-    block_pick: str
+    block_pick: str | None  # None for successive halving (no stages)
     pick: str
     cost: dict
     files: list[Path]
@@ -43,14 +48,20 @@ class SearchResult:
         select = self.select
         lines = [f"{'stage':<6}{'cut':<16}{'seeds':>6}{'val ' + select.upper():>12}{'test AUROC':>18}{'test AUPRC':>18}"]
         for r in self.candidates:
-            lines.append(f"{r['stage']:<6}{r['cut']:<16}{r['runs']:>6}{r[f'val_{select}_mean']:>12.4f}"
-                         f"{r['test_auroc_mean']:>11.4f} ± {r['test_auroc_std']:.3f}"
-                         f"{r['test_auprc_mean']:>11.4f} ± {r['test_auprc_std']:.3f}"
+            test = (f"{r['test_auroc_mean']:>11.4f} ± {r['test_auroc_std']:.3f}"
+                    f"{r['test_auprc_mean']:>11.4f} ± {r['test_auprc_std']:.3f}" if r.get("stopped_at") is None
+                    else f"{'stopped after epoch ' + str(r['stopped_at']):>36}")
+            lines.append(f"{r['stage']:<6}{r['cut']:<16}{r['runs']:>6}{r[f'val_{select}_mean']:>12.4f}{test}"
                          f"{'  <- pick' if r['cut'] == self.pick else ''}")
         c = self.cost
-        lines.append(f"stage 1 picked {self.block_pick}, the search {self.pick}: {c['runs']} runs, {c['epochs']} epochs, "
-                     f"{c['train_seconds']:.0f}s of training ({c['fraction_of_exhaustive_runs']:.0%} of the "
-                     f"{c['exhaustive_runs']} runs of an exhaustive search)")
+        if self.block_pick:
+            lines.append(f"stage 1 picked {self.block_pick}, the search {self.pick}: {c['runs']} runs, {c['epochs']} "
+                         f"epochs, {c['train_seconds']:.0f}s of training ({c['fraction_of_exhaustive_runs']:.0%} of the "
+                         f"{c['exhaustive_runs']} runs of an exhaustive search)")
+        else:  # successive halving starts every run: its cost is in epochs
+            lines.append(f"successive halving picked {self.pick}: {c['epochs']} epochs, {c['train_seconds']:.0f}s of "
+                         f"training ({c['fraction_of_exhaustive_epochs_at_most']:.0%} of the at most "
+                         f"{c['exhaustive_epochs_at_most']} epochs of an exhaustive search)")
         return "\n".join(lines)
 
 
@@ -68,18 +79,32 @@ def stage_two(cuts: list[tuple[str, str]], block: str, next_block: bool) -> list
 
 
 def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "auprc", next_block: bool = False,
-           auto: bool = False, out: str | Path = "runs/search", workers: int = 1, verbose: bool = False) -> SearchResult:
+           auto: bool = False, out: str | Path = "runs/search", workers: int = 1, verbose: bool = False,
+           executor: Executor | None = None, scheduler: str | None = None, halving: Halving | None = None
+           ) -> SearchResult:
     """Run the two-stage search for ``base`` (trained as ``truncated``; its cut is the search's to choose) and write
     ``search.csv`` (every candidate's validation and test metrics) and ``search.json`` (the picks and the cost) to
-    ``out``. With ``auto`` the one-pass estimate replaces stage 1."""
+    ``out``. With ``auto`` the one-pass estimate replaces stage 1; with ``scheduler="asha"`` successive halving
+    (``halving``: its rungs, default after 3, 6, 12, ... epochs, halving each time) replaces both stages.
+    ``executor`` trains the runs (default: ``workers`` local processes)."""
     if select not in SELECT:
         raise ConfigError(f"select must be one of {', '.join(SELECT)}, got {select!r}.")
     if not seeds:
         raise ConfigError("give at least one seed (--seeds 0,1,2).")
+    if scheduler not in (None, *SCHEDULERS):
+        raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}.")
+    if scheduler and (auto or next_block):
+        raise ConfigError("--scheduler asha searches every cut at once; drop --cut auto and --next-block.")
     base = replace(base, strategy="truncated", cut=None).validate()
     out = make_dir(out)
     cuts = [(c.name, c.level) for c in backbone_cuts(create_backbone(base.backbone, None)[0])]
-    executor = LocalExecutor(workers)
+    executor = executor or LocalExecutor(workers)
+    if scheduler == "asha":
+        # the rungs are epochs of one fixed length: the recipe's, when --epochs leaves it to the data size
+        epochs = base.epochs or default_epochs(len(load_data(base).train))
+        halving = replace(halving, epochs=epochs) if halving is not None else Halving(epochs)
+        return _halving_search(replace(base, epochs=epochs), cuts, list(seeds), select, out, executor, halving,
+                               verbose)
     planned: list[int] = []  # each run's epochs (the recipe resolves them per run when --epochs is not given)
 
     def fine_tune(names: list[str], stage: int) -> list[dict]:
@@ -107,10 +132,52 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     cost = _cost(rows, len(cuts), len(seeds), max(planned))
     if estimate is not None:
         cost["estimate_seconds"] = estimate.seconds
+    return _write(out, rows, select, block_pick, pick, cost, list(seeds), base,
+                  {"stage_two": inner, "estimate": estimate.to_dict() if estimate else None})
+
+
+def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[int], select: str, out: Path,
+                    executor: Executor, plan: Halving, verbose: bool) -> SearchResult:
+    """Every cut a candidate, successive halving on validation ``select``; the pick is the best on validation of
+    the cuts trained to the end. The cost counts every epoch trained, stopped runs' included (``history.csv``)."""
+    if plan.grace < 1 or plan.eta < 2:
+        raise ConfigError(f"successive halving needs --grace-epochs >= 1 and --reduction-factor >= 2, got "
+                          f"{plan.grace} and {plan.eta}.")
+    names = [name for name, _ in cuts]
+    runs = build_grid(base, ["truncated"], names, seeds, None, out)
+    candidates = {cut: [r for r in runs if r.cut == cut] for cut in names}
+    log.info("search: successive halving of %d cut(s) x %d seed(s), rungs after %s epoch(s), 1/%d go on",
+             len(names), len(seeds), ", ".join(map(str, plan.milestones)) or "no", plan.eta)
+    halve = getattr(executor, "halving", None)  # Ray: Tune's ASHAScheduler; otherwise the synchronous rule
+    stopped = (halve(candidates, plan, select, verbose) if halve
+               else successive_halving(candidates, plan, select, executor, verbose))
+    rows = []
+    for (cut, level), group in zip(cuts, candidates.values()):
+        trained = [history(run) for run in group]
+        cost = {"epochs_run": sum(len(h) for h in trained),
+                "train_seconds": sum(r["seconds"] for h in trained for r in h)}
+        if stopped[cut] is None:
+            row = summarise([record(run, latency=False) for run in group], KEYS)[0]
+        else:
+            row = {"strategy": "truncated", "cut": cut, "level": level, "runs": len(group),
+                   **{f"val_{m}_mean": score(group, stopped[cut], m) for m in SELECT}}
+        rows.append({"stage": "asha", **row, **cost, "stopped_at": stopped[cut]})
+    keys = dict.fromkeys(k for r in rows for k in r)  # stopped cuts have no test metrics: empty in search.csv
+    rows = [{k: r.get(k) for k in keys} for r in rows]
+    finished = [r for r in rows if r["stopped_at"] is None]
+    pick = best_on_validation(finished, select)["cut"]
+    for row in rows:
+        row["picked"] = row["cut"] == pick
+    cost = _cost(rows, len(cuts), len(seeds), base.epochs)
+    plan_info = {"grace_epochs": plan.grace, "reduction_factor": plan.eta, "milestones": plan.milestones}
+    return _write(out, rows, select, None, pick, cost, seeds, base, {"scheduler": "asha", "halving": plan_info})
+
+
+def _write(out: Path, rows: list[dict], select: str, block_pick: str | None, pick: str, cost: dict, seeds: list[int],
+           base: TrainConfig, extra: dict) -> SearchResult:
     write_csv(out / "search.csv", rows)
-    write_json(out / "search.json", {"select": f"val_{select}", "seeds": list(seeds), "block_pick": block_pick,
-                                     "pick": pick, "stage_two": inner, "cost": cost, "out": str(out),
-                                     "config": base.to_dict(), "estimate": estimate.to_dict() if estimate else None})
+    write_json(out / "search.json", {"select": f"val_{select}", "seeds": seeds, "block_pick": block_pick,
+                                     "pick": pick, "cost": cost, "out": str(out), "config": base.to_dict(), **extra})
     return SearchResult(rows, select, block_pick, pick, cost, [out / "search.csv", out / "search.json"])
 
 
@@ -120,9 +187,10 @@ def block_of(cuts: list[tuple[str, str]], name: str) -> str:
     return next(n for n, level in cuts[names.index(name):] if level != "layer")
 
 
-def _cost(rows: list[dict], cuts: int, seeds: int, epochs: int) -> dict:
+def _cost(rows: list[dict], cuts: int, seeds: int, epochs_per_run: int) -> dict:
     """What the search trained, next to the exhaustive search over every cut (its runs, and its epochs at most)."""
-    runs = sum(r["runs"] for r in rows)
-    return {"runs": runs, "epochs": sum(r["epochs_run"] for r in rows),
-            "train_seconds": sum(r["train_seconds"] for r in rows), "exhaustive_runs": cuts * seeds,
-            "exhaustive_epochs_at_most": cuts * seeds * epochs, "fraction_of_exhaustive_runs": runs / (cuts * seeds)}
+    runs, epochs, most = sum(r["runs"] for r in rows), sum(r["epochs_run"] for r in rows), cuts * seeds * epochs_per_run
+    return {"runs": runs, "epochs": epochs, "train_seconds": sum(r["train_seconds"] for r in rows),
+            "exhaustive_runs": cuts * seeds, "exhaustive_epochs_at_most": most,
+            "fraction_of_exhaustive_runs": runs / (cuts * seeds),
+            "fraction_of_exhaustive_epochs_at_most": epochs / most}

@@ -207,7 +207,7 @@ def test_search_picks_on_validation_and_counts_its_cost(tmp_path, monkeypatch):
     val = {"blocks.3": 0.80, "blocks.4": 0.85, "blocks.5": 0.84, "blocks.4.0": 0.83, "blocks.4.1": 0.90}
     trained = []
 
-    def fake_train(config, run_dir, verbose):
+    def fake_train(config, run_dir, verbose, report=None):
         trained.append(config.cut)
         run_dir.mkdir(parents=True)
         write_json(run_dir / "metrics.json", {
@@ -235,7 +235,7 @@ def test_search_with_cut_auto_fine_tunes_only_the_estimated_block(tmp_path, monk
 
     trained = []
 
-    def fake_train(config, run_dir, verbose):
+    def fake_train(config, run_dir, verbose, report=None):
         trained.append(config.cut)
         run_dir.mkdir(parents=True)
         write_json(run_dir / "metrics.json", {"val_auprc": 0.9 if config.cut == "blocks.3.1" else 0.8, "val_auroc": 0.5,

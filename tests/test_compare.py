@@ -97,8 +97,8 @@ def test_compare_resumes_only_what_is_missing(tmp_path, monkeypatch, fake_clock)
 
     calls = []
     real_start, real_resume = experiment.start, experiment.resume
-    monkeypatch.setattr(experiment, "start", lambda cfg, run_dir, verbose: calls.append(run_dir) or
-                        real_start(cfg, run_dir, verbose))
+    monkeypatch.setattr(experiment, "start", lambda cfg, run_dir, verbose, report=None: calls.append(run_dir) or
+                        real_start(cfg, run_dir, verbose, report))
     monkeypatch.setattr(experiment, "resume", lambda run_dir, **k: calls.append(run_dir) or real_resume(run_dir, **k))
     first = compare(TINY, ["truncated", "linear"], cuts="blocks.1", seeds=[0], out=tmp_path, plots=True)
     assert len(calls) == 2 and len(first.records) == 2

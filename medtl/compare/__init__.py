@@ -3,7 +3,6 @@ table (mean ± std, parameters, MACs, CPU latency) with figures against the cut 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,18 +33,21 @@ class CompareResult:
 
 def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] = "block",
             seeds: list[int] = (0, 1, 2), resplits: int | None = None, out: str | Path = "runs/compare",
-            select: str = "auprc", plots: bool = True, workers: int = 1, verbose: bool = False) -> CompareResult:
-    """Train the grid ``strategies`` × cut points × repeats (finished runs are skipped, interrupted ones resumed),
-    ``workers`` runs at a time, and write ``configurations.{md,csv}``, ``table.{md,csv}``, ``runs.csv`` and the
+            select: str = "auprc", plots: bool = True, workers: int = 1, verbose: bool = False,
+            executor: Executor | None = None) -> CompareResult:
+    """Train the grid ``strategies`` × cut points × repeats (finished runs are skipped, interrupted ones resumed)
+    through ``executor`` (default: ``workers`` local processes at a time), and write ``configurations.{md,csv}``,
+    ``table.{md,csv}``, ``runs.csv`` and the
     figures to ``out``."""
     out = make_dir(out)
     if cuts == "auto" or base.cut == "auto":
         cuts, base = [estimate_axis(base, out, select)], replace(base, cut=None)
-    if workers > 1 and base.threads is None:  # share the cores instead of every run taking all of them
-        base = replace(base, threads=max(1, (os.cpu_count() or 1) // workers))
+    executor = executor or LocalExecutor(workers)
+    if base.threads is None and executor.threads:  # share the cores instead of every run taking all of them
+        base = replace(base, threads=executor.threads)
     runs = build_grid(base.validate(), strategies, cuts, list(seeds), resplits, out)
     log.info("compare: %s", out)
-    records = run_grid(runs, LocalExecutor(workers), verbose)
+    records = run_grid(runs, executor, verbose)
     rows = summarise(records)
     table = add_p_values(paper_rows(rows, select), records, out)
     files = write_reports(base, rows, table, records, out, select)

@@ -7,6 +7,7 @@ a hash of its configuration and its checkpoint resumes it, so a run retried anyw
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,6 +26,8 @@ log = logging.getLogger("medtl")
 
 
 class Executor(Protocol):
+    threads: int | None  # torch threads each run should use when the config does not say (None: torch's default)
+
     def map(self, fn: Callable, items: list) -> Iterator:
         """``fn(item)`` for every item, yielded in the order they complete."""
 
@@ -34,6 +37,7 @@ class LocalExecutor:
 
     def __init__(self, workers: int = 1):
         self.workers = workers
+        self.threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
 
     def map(self, fn: Callable, items: list) -> Iterator:
         if self.workers <= 1:
@@ -57,12 +61,13 @@ def run_grid(runs: list[GridRun], executor: Executor | None = None, verbose: boo
     return [record(run, latency) for run in runs]
 
 
-def fit_run(run: GridRun, verbose: bool = False) -> bool:
-    """Train one run: resumed from its checkpoint if it was interrupted (then True), else from the start."""
+def fit_run(run: GridRun, verbose: bool = False, report=None) -> bool:
+    """Train one run: resumed from its checkpoint if it was interrupted (then True), else from the start. ``report``
+    sees every epoch's row and may pause the run (:meth:`medtl.training.Trainer.fit`)."""
     if RunDir(run.run_dir).resumable:
-        experiment.resume(run.run_dir, verbose=verbose)
+        experiment.resume(run.run_dir, verbose=verbose, report=report)
         return True
-    experiment.start(run.config, run.run_dir, verbose)
+    experiment.start(run.config, run.run_dir, verbose, report)
     return False
 
 

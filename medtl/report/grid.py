@@ -127,6 +127,7 @@ def grid_page(directory: Path) -> dict:
 
 def search_page(directory: Path) -> dict:
     rows = read_rows(directory / "search.csv")
+    trained = [r for r in rows if r.get("test_auroc_mean") is not None]  # successive halving stops some cuts early
     result = read_json(directory / "search.json")
     config = result.get("config") or {}
     cost = result.get("cost") or {}
@@ -138,7 +139,7 @@ def search_page(directory: Path) -> dict:
                                    ("stage 2 searched", ", ".join(result.get("stage_two") or []) or "–"),
                                    *[(k.replace("_", " "), v) for k, v in cost.items()]])),
         section("Candidates", summary_table(rows, "stage", caption, picked=result.get("pick"))),
-        section("Against the cut point", cut_figure(rows, config.get("backbone"), "Test AUROC/AUPRC of "
+        section("Against the cut point", cut_figure(trained, config.get("backbone"), "Test AUROC/AUPRC of "
                                                     "TruncatedTL at every candidate cut (mean ± std band), trainable "
                                                     "parameters as bars.")),
         section("Runs", run_links(directory)),

@@ -9,6 +9,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..rundir import Checkpoint, RunDir
 from ..evaluation import classification_metrics
 from ..model import Classifier
 from ..strategies import Strategy
+from . import distributed
 from .cache import PrefixCache
 from .device import autocast, check_precision, data_home, eval_batch_size, grad_scaler, to_device
 from .health import CHANCE_EPOCHS, check_finite, warn_if_at_chance
@@ -158,7 +160,7 @@ class Session:
 def train_one_epoch(s: Session, cfg: TrainConfig, device: torch.device, epoch: int, frozen: int, bar) -> float:
     """One pass over the shuffled training split; returns the mean training loss."""
     features = None if cfg.augment else s.cache.get("train", s.train_x, frozen)
-    total, seen = 0.0, 0
+    total, seen, share = 0.0, 0, distributed.share()
     for idx in batches(len(s.train_x), cfg.batch_size, s.generator):
         idx = idx.to(device)
         if features is not None:
@@ -167,8 +169,8 @@ def train_one_epoch(s: Session, cfg: TrainConfig, device: torch.device, epoch: i
             x, first = s.augment(to_device(s.train_x[idx.to(s.home)], device), generator=s.generator), 0
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, cfg.precision):
-            loss = s.loss_fn(s.net(x, first), s.train_y[idx])
+        with autocast(device, cfg.precision):  # under torchrun, this process's share of the batch
+            loss = s.loss_fn(s.net(x[share], first), s.train_y[idx][share])
         check_finite(loss, "the training loss", epoch, cfg.lr)
         s.optimizer.zero_grad(set_to_none=True)
         s.scaler.scale(loss).backward()
@@ -225,6 +227,15 @@ class Interrupt:
                     self.requested)
 
 
+class Paused(Exception):
+    """``Trainer.fit``'s ``report`` asked to stop after ``epoch``: the run is checkpointed there, unfinished, and
+    resumes from that epoch (a scheduler's rung: successive halving trains candidates in steps)."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"paused after epoch {epoch}")
+        self.epoch = epoch
+
+
 class Trainer:
     """Trains a classifier built by a strategy; all options come from a :class:`TrainConfig`."""
 
@@ -234,13 +245,18 @@ class Trainer:
         self.verbose = verbose
 
     def fit(self, model: Classifier, strategy: Strategy, data: ImageDataset, run: RunDir, generator: torch.Generator,
-            resume: tuple[Checkpoint, dict] | None = None, fingerprints: dict | None = None) -> FitResult:
+            resume: tuple[Checkpoint, dict] | None = None, fingerprints: dict | None = None,
+            report: Callable[[dict], bool] | None = None) -> FitResult:
+        """``report(row)`` sees every epoch's history row (restored ones again after a resume, so a scheduler that
+        restarts a run sees its whole history); when it returns False the run checkpoints and raises :class:`Paused`."""
         cfg = self.cfg
         s = self.session(model, strategy, data, generator)
         first = 1
         if resume is not None:
             first = self.restore(s, *resume) + 1
             run.write_history(s.history)  # rows of epochs after the checkpoint are trained again
+            for row in s.history if report else ():
+                report(row)
         steps = num_batches(len(s.train_x), cfg.batch_size)
         bar = tqdm(total=(cfg.epochs - first + 1) * steps, disable=not self.verbose, dynamic_ncols=True,
                    mininterval=0.5, unit="step")
@@ -263,6 +279,7 @@ class Trainer:
                        "seconds": time.perf_counter() - began, **({"image_size": size} if cfg.start_size else {})}
                 self.select(s, row)
                 run.append_history(row)
+                pause = report is not None and not report(row)
                 if epoch == CHANCE_EPOCHS < cfg.epochs:
                     warn_if_at_chance(s.history, f"for the first {CHANCE_EPOCHS} epochs")
                 stop = cfg.patience > 0 and s.bad_epochs >= cfg.patience and epoch > strategy.probe_epochs
@@ -272,11 +289,13 @@ class Trainer:
                                 cfg.epochs)
                     stop = True
                 done = stop or epoch == cfg.epochs
-                if done or interrupt.requested or time.monotonic() - last_save >= cfg.checkpoint_every:
+                if done or pause or interrupt.requested or time.monotonic() - last_save >= cfg.checkpoint_every:
                     self.save(s, run, epoch, done, fingerprints or {})
                     last_save = time.monotonic()
                 if interrupt.requested and not done:
                     raise KeyboardInterrupt
+                if pause and not done:
+                    raise Paused(epoch)
                 if stop:
                     break
         warn_if_at_chance([row for row in s.history if row["epoch"] == s.best_epoch], "at the selected epoch")
@@ -296,8 +315,9 @@ class Trainer:
         plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
         optimizer = make_optimizer(strategy.param_groups(model, cfg.lr), cfg)
         steps = num_batches(len(data.train), cfg.batch_size)
+        net = distributed.wrap(model, device, cfg.sync_bn)  # DistributedDataParallel under torchrun
         return Session(
-            model=model, net=torch.compile(model) if cfg.compile else model, strategy=strategy, data=data,
+            model=model, net=torch.compile(net) if cfg.compile else net, strategy=strategy, data=data,
             optimizer=optimizer, schedule=make_schedule(optimizer, cfg, steps, restart_epoch=strategy.probe_epochs),
             scaler=grad_scaler(device, cfg.precision), loss_fn=make_loss(data, cfg, device),
             augment=Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=cfg.augment,
