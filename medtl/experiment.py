@@ -117,6 +117,7 @@ def plan(p: Prepared, model: Classifier, verbose: bool) -> Prepared:
     from a measured epoch when there is a budget or someone to tell the estimate to; config.yaml records the result,
     so a resumed run keeps it."""
     cost = measure_epoch(model, p.strategy, p.data, p.cfg, p.device) if verbose or p.cfg.time_limit else None
+    cost = distributed.from_rank_zero(cost)
     recipe = resolve_recipe(p.cfg, len(p.data.train), cost)
     if verbose:
         log.info(recipe.note)

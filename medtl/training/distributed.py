@@ -58,6 +58,16 @@ def wrap(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
+def from_rank_zero(value):
+    """Rank 0's ``value`` on every rank: a choice made from a measurement (the timed steps behind --time-limit)
+    differs between processes, and ranks that chose different schedules would wait on each other forever."""
+    if world() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)  # between this training's own processes
+    return box[0]
+
+
 def share() -> slice:
     """This process's share of a batch (all of it without torchrun)."""
     return slice(rank(), None, world())
