@@ -53,11 +53,7 @@ def model_card(run_dir: str | Path) -> str:
         "",
         "## Performance (test split, scored once)",
         "",
-        "| metric | value |",
-        "|---|---|",
-        *(f"| {name} | {_number(metrics.get(f'test_{key}'), '.4f')} |" for key, name in (
-            ("auroc", "AUROC"), ("auprc", "AUPRC (average precision)"), ("accuracy", "accuracy (arg-max)"),
-            ("balanced_accuracy", "balanced accuracy (arg-max)"), ("f1", "macro F1 (arg-max)"))),
+        *_performance(metrics),
         *_operating_point(metrics, spec, task),
         "",
         "## How it was selected",
@@ -113,11 +109,7 @@ def ensemble_card(directory: str | Path) -> str:
         "",
         "## Performance (test split)",
         "",
-        "| metric | value |",
-        "|---|---|",
-        *(f"| {name} | {_number(metrics.get(f'test_{key}'), '.4f')} |" for key, name in (
-            ("auroc", "AUROC"), ("auprc", "AUPRC (average precision)"), ("accuracy", "accuracy (arg-max)"),
-            ("balanced_accuracy", "balanced accuracy (arg-max)"), ("f1", "macro F1 (arg-max)"))),
+        *_performance(metrics),
         "",
         "## How it was selected",
         "",
@@ -156,6 +148,14 @@ def _counts(counts: dict | None, classes: list[str]) -> list[str]:
             per_class = [per_class.get(c, 0) for c in classes]
         rows.append(f"| {split} | " + " | ".join(f"{n:,}" for n in per_class) + f" | {sum(per_class):,} |")
     return rows
+
+
+def _performance(metrics: dict) -> list[str]:
+    """The test metrics table of a run's or an ensemble's card."""
+    return ["| metric | value |", "|---|---|",
+            *(f"| {name} | {_number(metrics.get(f'test_{key}'), '.4f')} |" for key, name in (
+                ("auroc", "AUROC"), ("auprc", "AUPRC (average precision)"), ("accuracy", "accuracy (arg-max)"),
+                ("balanced_accuracy", "balanced accuracy (arg-max)"), ("f1", "macro F1 (arg-max)")))]
 
 
 def _operating_point(metrics: dict, spec: dict, task: str) -> list[str]:
