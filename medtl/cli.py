@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     cuts.add_argument("--in-chans", type=int, default=3)
     cuts.add_argument("--head", default="avg", choices=("avg", "flatten"))
     cuts.add_argument("--level", choices=("stem", "block", "layer"), help="only cuts of this level")
+    cuts.add_argument("--volume", choices=("acs", "i3d", "2.5d"), help="the 3D model this conversion makes (shapes, "
+                      "parameters and MACs on image-size-cubed volumes)")
 
     compare = sub.add_parser("compare", help="train a grid strategies x cut points x seeds and tabulate it "
                              "(resumable: finished runs are skipped)")
@@ -319,9 +321,10 @@ def _cuts(args: argparse.Namespace) -> None:
     from .backbones import get_spec
 
     default = get_spec(args.backbone).default_cut
-    rows = [r for r in cuts(args.backbone, args.num_classes, args.image_size, args.in_chans, args.head)
-            if args.level is None or r["level"] == args.level]
-    print(f"{args.backbone}: {args.num_classes} classes, {args.in_chans}x{args.image_size}x{args.image_size} input, "
+    rows = [r for r in cuts(args.backbone, args.num_classes, args.image_size, args.in_chans, args.head,
+                            volume=args.volume) if args.level is None or r["level"] == args.level]
+    shape = "x".join(map(str, [args.in_chans] + [args.image_size] * (3 if args.volume else 2)))
+    print(f"{args.backbone}{f' ({args.volume} 3D)' if args.volume else ''}: {args.num_classes} classes, {shape} input, "
           f"{args.head} head; * = the default cut of --strategy truncated")
     print(f"{'cut':<28}{'level':<7}{'feature shape':>16}{'parameters':>14}{'MACs':>10}")
     for r in rows:
