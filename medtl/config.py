@@ -28,7 +28,8 @@ MAX_CONFIG_BYTES = 1 << 20
 
 def option(default: Any = None, help: str = "", *, choices: tuple = (), low: float | None = None,
            high: float | None = None, low_open: bool = False, high_open: bool = False, run_only: bool = False,
-           persist: bool = True, grid: bool = True, resume: bool = False, factory: Any = None):
+           persist: bool = True, grid: bool = True, resume: bool = False, omit_default: bool = False,
+           factory: Any = None):
     """A :class:`TrainConfig` field with its metadata.
 
     Args:
@@ -38,9 +39,12 @@ def option(default: Any = None, help: str = "", *, choices: tuple = (), low: flo
         persist: saved to ``config.yaml`` (``trust_pickle`` is not: a file must never make medtl run code).
         grid: ``medtl compare``/``search`` accept it (they set the strategy, cut, seed and name themselves).
         resume: may be given again with ``--resume`` (``epochs`` extends a run; run-only options always may).
+        omit_default: left out of ``config.yaml`` and of the fingerprint while at its default, so that runs saved
+            before the option existed (and 2D runs, for the volume options) keep their files and fingerprints.
     """
     meta = dict(help=help, choices=choices, low=low, high=high, low_open=low_open, high_open=high_open,
-                run_only=run_only, persist=persist, grid=grid, resume=resume or run_only)
+                run_only=run_only, persist=persist, grid=grid, resume=resume or run_only, omit_default=omit_default,
+                default=default if factory is None else None)
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -84,6 +88,17 @@ class TrainConfig:
                                       "(default 5)", low=1)
     head: str = option("avg", "avg (global average pooling + linear) or flatten (flatten + linear)",
                        choices=("avg", "flatten"))
+    volume: str | None = option(None, "volumes: how the 2D pretrained network takes them: acs (each kernel on one of "
+                                "the axial, coronal, sagittal views), i3d (kernels inflated along depth) or 2.5d "
+                                "(depth-1 kernels); default for volume data: acs", choices=("acs", "i3d", "2.5d"),
+                                omit_default=True)
+    window: str | None = option(None, "volume files: intensity window CENTER,WIDTH in the file's units (CT: "
+                                "Hounsfield) or brain, soft-tissue, mediastinum, lung, bone; default: each volume's "
+                                "min-max", omit_default=True)
+    spacing: list[float] | None = option(None, "volume files: resample every volume to this voxel size Z,Y,X (mm) "
+                                         "before resizing to --image-size", low=0.0, low_open=True, omit_default=True)
+    flip_axes: str = option("w", "volumes: axes the training augmentation flips at random, letters of dhw (depth, "
+                            "height, width) or none", omit_default=True)
     image_size: int = option(64, "model input size in pixels", low=1, high=MAX_IMAGE_SIZE)
     # optimisation
     epochs: int = option(30, "training epochs (with --resume: extend a run to this many)", low=1, high=100_000,
@@ -142,14 +157,16 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The options that change what a run learns: a grid run's name and a checkpoint's fingerprint."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata["run_only"]}
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata["run_only"]
+                and not _omitted(f, getattr(self, f.name))}
 
     def fingerprint(self) -> str:
         return hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:
         """The saved form (``config.yaml``): every persisted option."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["persist"]}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["persist"]
+                  and not _omitted(f, getattr(self, f.name))}
         return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
 
     @classmethod
@@ -184,11 +201,17 @@ class TrainConfig:
         if len(self.crop_scale) != 2 or self.crop_scale[0] > self.crop_scale[1]:
             raise ConfigError(f"crop_scale must be two fractions min,max with 0 < min <= max <= 1, got "
                               f"{self.crop_scale}.")
+        if self.spacing is not None and len(self.spacing) != 3:
+            raise ConfigError(f"spacing must be three voxel sizes Z,Y,X in mm, got {self.spacing}.")
         if self.name is not None and (not self.name or any(c in self.name for c in "/\\\0") or self.name in
                                       (".", "..")):
             raise ConfigError(f"name {self.name!r} must be a plain directory name (no '/' or '\\'); the run goes "
                               "under --out.")
         return self
+
+
+def _omitted(f: Any, value: Any) -> bool:
+    return f.metadata["omit_default"] and value == f.metadata["default"]
 
 
 def check_value(name: str, value: Any, meta: dict) -> None:

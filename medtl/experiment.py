@@ -20,6 +20,7 @@ from .analysis.autocut import AutoCut, estimate_cut
 from .config import TrainConfig, resume_refused
 from .data import ImageDataset, Preprocess
 from .data.check import warn_leakage
+from .data.volume_augment import parse_axes
 from .errors import ConfigError, DataError, MedtlWarning
 from . import __version__
 from .deploy.card import MODEL_CARD, model_card
@@ -27,7 +28,7 @@ from .evaluation import (classification_metrics, count_macs, count_parameters, e
                          predictions_table, with_calibrated)
 from .evaluation.threshold import run_operating_point
 from .model import Classifier
-from .resolve import load_data, make_strategy, model_weights, resolve_device
+from .resolve import load_data, make_strategy, model_weights, resolve_device, volume_of
 from .rundir import RunDir, data_fingerprint
 from .strategies import Strategy
 from .training import Trainer, predict, seed_everything
@@ -68,10 +69,17 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     device = resolve_device(cfg.device)
     strategy = make_strategy(cfg)
     data = load_data(cfg)
+    volume = volume_of(cfg, data)
+    if volume is not None:  # config.yaml records the conversion; channels_last is a 2D memory format
+        parse_axes(cfg.flip_axes)
+        if verbose and cfg.volume is None:
+            log.info(f"volumes: the 2D network is made 3D with --volume {volume} (the default; also i3d, 2.5d)")
+        cfg = replace(cfg, volume=volume, channels_last=False)
     autocut = None
     if cfg.cut == "auto":  # estimate the cut from one forward pass; config.yaml records the pick
         metric = cfg.select if cfg.select in ("auroc", "auprc") else "auroc"
-        autocut = estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), metric=metric)
+        autocut = estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), metric=metric,
+                               volume=cfg.volume)
         if verbose:
             log.info(autocut.table())
         strategy = strategy.with_params(cut=autocut.pick)
@@ -86,7 +94,7 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
     p = prepare(cfg, verbose)
     model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=model_weights(p.cfg),
                              in_chans=p.data.in_chans, image_size=p.cfg.image_size, head=p.cfg.head,
-                             classes=p.data.classes, task=p.data.task)
+                             classes=p.data.classes, task=p.data.task, volume=p.cfg.volume)
     warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
     if run_dir is not None:
         run = RunDir.at(run_dir)
@@ -140,7 +148,8 @@ def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = T
             run.save_config(cfg)
         # A resumed model takes every weight from the checkpoint: the pretrained ones need not (and must not) be read.
         model = p.strategy.build(cfg.backbone, p.data.num_classes, weights="none", in_chans=p.data.in_chans,
-                                 image_size=cfg.image_size, head=cfg.head, classes=p.data.classes, task=p.data.task)
+                                 image_size=cfg.image_size, head=cfg.head, classes=p.data.classes, task=p.data.task,
+                                 volume=p.cfg.volume)
         try:
             model.load_state_dict(state.model)
         except RuntimeError as e:

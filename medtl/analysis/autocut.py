@@ -20,10 +20,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ..backbones import Cut, backbone_cuts, create_backbone
 from ..backbones.cuts import LEVELS
+from ..backbones.volume import volume_backbone
 from ..config import TrainConfig
 from ..data import ImageDataset, Preprocess
 from ..errors import ConfigError, DataError
-from ..resolve import load_data, model_weights
+from ..resolve import load_data, model_weights, volume_of
 from .features import walk_cuts
 
 METRICS = ("auroc", "auprc")
@@ -70,18 +71,20 @@ class AutoCut:
 @torch.no_grad()
 def pooled_features(backbone: str, data: ImageDataset, image_size: int, *, weights: str | dict = "imagenet",
                     levels: tuple[str, ...] = LEVELS, splits: tuple[str, ...] = ("train", "val"),
-                    batch_size: int = 64) -> tuple[list[Cut], list[np.ndarray]]:
+                    batch_size: int = 64, volume: str | None = None) -> tuple[list[Cut], list[np.ndarray]]:
     """Globally average-pooled pretrained features ``(images, channels)`` at every cut of the given ``levels``
-    for the images of ``splits``, from a single forward pass of the backbone."""
+    for the images of ``splits``, from a single forward pass of the backbone (converted to 3D by ``volume``)."""
     model, spec = create_backbone(backbone, weights, data.in_chans)
-    model.eval()
     chosen = [c for c in backbone_cuts(model) if c.level in levels]
+    if volume is not None:
+        model = volume_backbone(model, volume)
+    model.eval()
     preprocess = Preprocess(image_size, tuple(spec.mean), tuple(spec.std))
     images = torch.cat([data.split(s).images for s in splits])
     pooled: list[list[torch.Tensor]] = [[] for _ in chosen]
     for start in range(0, len(images), batch_size):
         for i, (_, f) in enumerate(walk_cuts(model, chosen, preprocess(images[start:start + batch_size]))):
-            pooled[i].append(f.mean((2, 3)))
+            pooled[i].append(f.mean(tuple(range(2, f.ndim))))
     return chosen, [torch.cat(p).double().numpy() for p in pooled]
 
 
@@ -142,7 +145,8 @@ def score(y: np.ndarray, predictions: np.ndarray, task: str, metric: str) -> flo
 
 
 def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights: str | dict = "imagenet",
-                 metric: str = "auroc", levels: tuple[str, ...] = LEVELS, one_se: bool = True) -> AutoCut:
+                 metric: str = "auroc", levels: tuple[str, ...] = LEVELS, one_se: bool = True,
+                 volume: str | None = None) -> AutoCut:
     """Score every cut of ``backbone`` (of the given ``levels``) on ``data``'s train+val images and pick one.
 
     Args:
@@ -151,13 +155,14 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
         one_se: pick the shallowest cut whose score is within one (bootstrap) standard error of the best score,
             the one-standard-error rule: scores closer than that are not told apart by the data, and the
             shallower cut gives the smaller model. Otherwise pick the best score.
+        volume: for volume data, the 2D-to-3D conversion of the backbone (acs, i3d, 2.5d).
     """
     if metric not in METRICS:
         raise ConfigError(f"--cut auto scores cuts by auroc or auprc, not {metric!r}.")
     if weights in (None, "none", "random"):
         raise ConfigError("--cut auto scores pretrained features; it cannot be used with --weights none.")
     start = time.perf_counter()
-    cuts, features = pooled_features(backbone, data, image_size, weights=weights, levels=levels)
+    cuts, features = pooled_features(backbone, data, image_size, weights=weights, levels=levels, volume=volume)
     y = torch.cat([data.train.labels, data.val.labels]).numpy()
     scores, predictions = [], []
     for cut, x in zip(cuts, features):
@@ -173,4 +178,6 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
 def estimate_for(cfg: TrainConfig, metric: str = "auroc") -> AutoCut:
     """:func:`estimate_cut` on ``cfg``'s data, backbone, image size and pretrained weights: the estimate a grid or
     a search makes once for all its runs."""
-    return estimate_cut(cfg.backbone, load_data(cfg), cfg.image_size, weights=model_weights(cfg), metric=metric)
+    data = load_data(cfg)
+    return estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), metric=metric,
+                        volume=volume_of(cfg, data))

@@ -17,6 +17,7 @@ import torch
 
 from ..artifacts import MODEL_SPEC, load_model, write_csv
 from ..backbones import Cut, backbone_cuts, create_backbone, find_cut
+from ..backbones.volume import volume_backbone
 from ..config import TrainConfig
 from ..data import Preprocess
 from ..errors import ConfigError, DataError, MedtlWarning
@@ -123,8 +124,10 @@ def reuse(run: str | Path, *, images: int = 128, split: str = "test", weights: s
         raise ConfigError(f"{run} was trained from random weights; there are no pretrained features to compare "
                           "with. Pass --weights imagenet (or a weights file) to compare with those.")
     reference, _ = create_backbone(spec.backbone, weights, spec.in_chans)
-    reference.eval()
     all_cuts = backbone_cuts(reference)
+    if spec.volume is not None:  # the pretrained network as the run converted it: SVCCA on 3D features
+        reference = volume_backbone(reference, spec.volume)
+    reference.eval()
     last = all_cuts.index(find_cut(all_cuts, spec.cut))
     cuts, cut_stages = all_cuts[:last + 1], stages(all_cuts)[:last + 1]
     x = _sample(cfg, split, images, seed)

@@ -24,6 +24,8 @@ from timm.models._efficientnet_blocks import SqueezeExcite
 from torch import nn
 
 from ..errors import ConfigError
+from .cuts import Trunk
+from .registry import backbone_cuts
 
 VOLUME_MODES = ("acs", "i3d", "2.5d")
 #: the kernel shape of each ACS view, given the 2D kernel ``(kh, kw)``
@@ -187,3 +189,9 @@ def volume_conv_macs(module: VolumeConv, inputs: tuple[torch.Tensor], output: to
     spatial = math.prod(output.shape[2:]) * output.shape[0]
     macs = sum(w.shape[0] * spatial * math.prod(w.shape[1:]) for *_, w in module.views())
     module.__flops__ += int(macs + (output.numel() if module.bias is not None else 0))
+
+
+def volume_backbone(model: nn.Module, mode: str) -> nn.Module:
+    """A whole 2D backbone's feature extractor (every unit up to its last cut, under the backbone's paths) converted to
+    3D: what the analyses walk cut by cut on volumes."""
+    return to_volume(Trunk(model, backbone_cuts(model)[-1]), mode)

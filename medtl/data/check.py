@@ -202,6 +202,8 @@ def _embed(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     out = []
     for start in range(0, len(images), BLOCK):
         x = images[start:start + BLOCK].float().mean(1, keepdim=True)  # the scale (255 or 1) cancels below
+        if x.ndim == 5:  # volumes: compared by their projection along depth
+            x = x.mean(2)
         out.append(F.adaptive_avg_pool2d(x, EMBED_SIZE).flatten(1))
     e = torch.cat(out)
     e = e - e.mean(1, keepdim=True)
