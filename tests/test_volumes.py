@@ -237,7 +237,7 @@ def test_a_4d_nifti_and_a_volume_among_images_are_refused_naming_the_file(tmp_pa
 # ---- end to end -------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_train_on_volumes_with_every_conversion_reports_3d_cost(tmp_path: Path, capsys) -> None:
+def test_train_on_volumes_with_every_conversion_reports_3d_cost(tmp_path: Path, caplog) -> None:
     npz = tiny_volumes(tmp_path / "vol.npz")
     for mode in VOLUME_MODES:
         out = tmp_path / mode
@@ -247,14 +247,15 @@ def test_train_on_volumes_with_every_conversion_reports_3d_cost(tmp_path: Path, 
         metrics = json.loads((run / "metrics.json").read_text())
         assert spec["volume"] == mode and spec["cut"] == "blocks.1"
         assert metrics["macs"] > 0 and 0 <= metrics["test_auroc"] <= 1
-    assert "volumes: the 2D network" not in capsys.readouterr().out  # --volume was given each time
+    assert "volumes: the 2D network" not in caplog.text  # --volume was given each time
 
 
 @pytest.mark.slow
-def test_volume_data_without_volume_defaults_to_acs_and_says_so(tmp_path: Path, capsys) -> None:
+def test_volume_data_without_volume_defaults_to_acs_and_says_so(tmp_path: Path, caplog) -> None:
     npz = tiny_volumes(tmp_path / "vol.npz")
-    assert main(["train", *cli_args(data=str(npz), out=str(tmp_path / "r"), **TINY)]) == 0
-    assert "--volume acs (the default" in capsys.readouterr().out
+    with caplog.at_level("INFO", logger="medtl"):
+        assert main(["train", *cli_args(data=str(npz), out=str(tmp_path / "r"), **TINY)]) == 0
+    assert "--volume acs (the default" in caplog.text
     run = next((tmp_path / "r").iterdir())
     assert TrainConfig.load(run / "config.yaml").volume == "acs"
 
