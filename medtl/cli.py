@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     cuts = sub.add_parser("cuts", help="list a backbone's cut points with shapes, parameters and MACs")
     cuts.add_argument("--backbone", required=True)
     cuts.add_argument("--num-classes", type=int, default=2)
-    cuts.add_argument("--image-size", type=int, default=224)
+    cuts.add_argument("--image-size", type=int, help="input side (default: 224; 64 with --volume)")
     cuts.add_argument("--in-chans", type=int, default=3)
     cuts.add_argument("--head", default="avg", choices=("avg", "flatten"))
     cuts.add_argument("--level", choices=("stem", "block", "layer"), help="only cuts of this level")
@@ -321,6 +321,7 @@ def _cuts(args: argparse.Namespace) -> None:
     from .backbones import get_spec
 
     default = get_spec(args.backbone).default_cut
+    args.image_size = args.image_size or (64 if args.volume else 224)
     rows = [r for r in cuts(args.backbone, args.num_classes, args.image_size, args.in_chans, args.head,
                             volume=args.volume) if args.level is None or r["level"] == args.level]
     shape = "x".join(map(str, [args.in_chans] + [args.image_size] * (3 if args.volume else 2)))

@@ -12,6 +12,8 @@ import torch
 
 from conftest import ROOT, cli_args
 from medtl.backbones import Trunk, backbone_cuts, create_backbone, find_cut
+from medtl.analysis.autocut import estimate_cut
+from medtl.analysis.reuse import reuse
 from medtl.backbones.volume import VOLUME_MODES, to_volume
 from medtl.cli import main
 from medtl.config import TrainConfig
@@ -248,6 +250,23 @@ def test_train_on_volumes_with_every_conversion_reports_3d_cost(tmp_path: Path, 
         assert spec["volume"] == mode and spec["cut"] == "blocks.1"
         assert metrics["macs"] > 0 and 0 <= metrics["test_auroc"] <= 1
     assert "volumes: the 2D network" not in caplog.text  # --volume was given each time
+
+
+def test_cut_auto_scores_the_3d_features_of_every_cut(tmp_path: Path) -> None:
+    data = load_dataset(str(tiny_volumes(tmp_path / "vol.npz")))
+    auto = estimate_cut("efficientnet_lite0", data, 16, volume="acs", levels=("block",))
+    assert [s.cut for s in auto.scores][:3] == ["blocks.0", "blocks.1", "blocks.2"]
+    assert auto.pick in [s.cut for s in auto.scores] and all(0 <= s.score <= 1 for s in auto.scores)
+
+
+@pytest.mark.slow
+def test_svcca_of_a_3d_run_compares_3d_features(tmp_path: Path) -> None:
+    npz = tiny_volumes(tmp_path / "vol.npz")
+    assert main(["train", *cli_args(data=str(npz), out=str(tmp_path / "r"), **TINY), "--quiet"]) == 0
+    result = reuse(next((tmp_path / "r").iterdir()), images=8)
+    assert [c.cut.name for c in result.cuts][-1] == "blocks.1"
+    assert all(len(c.shape) == 4 and "depth" in c.row() for c in result.cuts)  # (C, D, H, W) feature maps
+    assert "SVCCA mean" in result.table()
 
 
 @pytest.mark.slow

@@ -280,6 +280,8 @@ def plot_pairs(report: LeakageReport, data: ImageDataset, path: Path, count: int
     for row, (a, b, _, label) in zip(axes, pairs):
         for ax, image in zip(row, (a, b)):
             x = data.split(image.split).float_images([image.index])[0]
+            if x.ndim == 4:  # a volume: drawn as its projection along depth, as it was compared
+                x = x.mean(1)
             ax.imshow(x.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
             name = str(image)
             ax.set_title(name if len(name) <= 40 else f"...{name[-37:]}", fontsize=7)
