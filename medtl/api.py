@@ -74,8 +74,8 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
         split = split or "test"
     if dataset.is_volume != (spec.volume is not None):
         kinds = ("volumes", "2D images") if dataset.is_volume else ("2D images", "volumes")
-        raise DataError(f"{dataset.name} holds {kinds[0]} ({'x'.join(map(str, dataset.image_shape))}), but the model of "
-                        f"{run.path} was trained on {kinds[1]}; score it on data of its own kind.")
+        raise DataError(f"{dataset.name} holds {kinds[0]} ({'x'.join(map(str, dataset.image_shape))}), but the model "
+                        f"of {run.path} was trained on {kinds[1]}; score it on data of its own kind.")
     if dataset.in_chans != spec.in_chans:
         raise DataError(f"{dataset.name} has {dataset.in_chans}-channel images, the model expects {spec.in_chans}.")
     chosen = dataset.split(split)

@@ -52,7 +52,8 @@ class CutReuse:
         c, *depth, h, w = self.shape
         return {
             "cut": self.cut.name, "level": self.cut.level, "stage": self.stage, "channels": c,
-            **({"depth": depth[0]} if depth else {}), "height": h, "width": w, "points": self.points, "coefficients": len(self.coefficients),
+            **({"depth": depth[0]} if depth else {}), "height": h, "width": w, "points": self.points,
+            "coefficients": len(self.coefficients),
             "svcca_mean": float(self.coefficients.mean()) if len(self.coefficients) else math.nan,
             "svcca_q1": stat(self.coefficients, 0.25), "svcca_median": stat(self.coefficients, 0.5),
             "svcca_q3": stat(self.coefficients, 0.75),

@@ -125,8 +125,9 @@ def read_dicom_series(folder: Path) -> tuple[np.ndarray, tuple[float, float, flo
                 from e
     series = Counter(str(getattr(s, "SeriesInstanceUID", "")) for s in slices)
     if len(series) > 1:
-        raise DataError(f"{where}: holds {len(series)} DICOM series ({', '.join(f'{n} slices of {uid}' for uid, n in series.items())}); "
-                        "put each series in a folder of its own.")
+        listed = ", ".join(f"{n} slices of {uid}" for uid, n in series.items())
+        raise DataError(f"{where}: holds {len(series)} DICOM series ({listed}); put each series in a folder of its "
+                        "own.")
     for s, f in zip(slices, files):
         for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
             if tag not in s:
@@ -224,9 +225,9 @@ def load_volumes(paths: Sequence[Path], size: int, skip_bad: bool = False, readi
         raise DataError(f"none of the {len(paths)} volumes can be read, e.g. {bad[0]}")
     shapes = Counter(f.split(" ")[0] for f in formats)
     if len(shapes) > 1:
+        hint = "" if reading.spacing else " (pass --spacing to resample them to one voxel size first)"
         warnings.warn(f"the volumes have {len(shapes)} different shapes (most common {shapes.most_common(1)[0][0]}); "
-                      f"each is resized to {size}x{size}x{size}{'' if reading.spacing else ' (pass --spacing to resample them to one voxel size first)'}.",
-                      MedtlWarning, stacklevel=2)
+                      f"each is resized to {size}x{size}x{size}{hint}.", MedtlWarning, stacklevel=2)
     return torch.stack(volumes), bad, formats
 
 
