@@ -18,7 +18,7 @@ import torch
 
 from benchmarks.common import interleave, machine, ratio
 from benchmarks.contenders import BareEpoch, MedtlEpoch, fresh_models, shrink
-from medtl.config import TrainConfig
+from medtl.config import VOLUME_MODES, TrainConfig
 from medtl.data import load_dataset
 
 
@@ -26,7 +26,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", required=True, help="folder holding adrenalmnist3d_64.npz")
     p.add_argument("--size", type=int, default=64, help="volume side (default 64)")
-    p.add_argument("--volume", default="acs", choices=("acs", "i3d", "2.5d"))
+    p.add_argument("--volume", default="acs", choices=VOLUME_MODES)
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--train", type=int, default=64, help="training volumes per epoch (validation shrinks alike)")
     p.add_argument("--epochs", type=int, default=2, help="epochs of medtl's loop per round")

@@ -16,7 +16,7 @@ import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from .config import TrainConfig, grid_refused, read_yaml
+from .config import VOLUME_MODES, TrainConfig, grid_refused, read_yaml
 from .errors import ConfigError, MedtlError, MedtlWarning
 
 # What a grid uses instead of the train options it sets itself.
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     cuts.add_argument("--in-chans", type=int, default=3)
     cuts.add_argument("--head", default="avg", choices=("avg", "flatten"))
     cuts.add_argument("--level", choices=("stem", "block", "layer"), help="only cuts of this level")
-    cuts.add_argument("--volume", choices=("acs", "i3d", "2.5d"), help="the 3D model this conversion makes (shapes, "
+    cuts.add_argument("--volume", choices=VOLUME_MODES, help="the 3D model this conversion makes (shapes, "
                       "parameters and MACs on image-size-cubed volumes)")
 
     compare = sub.add_parser("compare", help="train a grid strategies x cut points x seeds and tabulate it "

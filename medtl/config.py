@@ -24,6 +24,7 @@ from .errors import ConfigError, unknown
 MAX_IMAGE_SIZE = 2048  # 2D: 2048² float images are 16 MB each; larger inputs are a typo, not a study
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_CONFIG_BYTES = 1 << 20
+VOLUME_MODES = ("acs", "i3d", "2.5d")  # 2D-to-3D conversions (medtl.backbones.volume); here: --help stays light
 
 
 def option(default: Any = None, help: str = "", *, choices: tuple = (), low: float | None = None,
@@ -90,7 +91,7 @@ class TrainConfig:
                        choices=("avg", "flatten"))
     volume: str | None = option(None, "volumes: how the 2D pretrained network takes them: acs (each kernel on one of "
                                 "the axial, coronal, sagittal views), i3d (kernels inflated along depth) or 2.5d "
-                                "(depth-1 kernels); default for volume data: acs", choices=("acs", "i3d", "2.5d"),
+                                "(depth-1 kernels); default for volume data: acs", choices=VOLUME_MODES,
                                 omit_default=True)
     window: str | None = option(None, "volume files: intensity window CENTER,WIDTH in the file's units (CT: "
                                 "Hounsfield) or brain, soft-tissue, mediastinum, lung, bone; default: each volume's "

@@ -19,7 +19,7 @@ from medtl.cli import main
 from medtl.config import TrainConfig
 from medtl.data import Preprocess, VolumeReading, load_dataset
 from medtl.data.volumes import read_dicom_series
-from medtl.errors import ConfigError, DataError
+from medtl.errors import ConfigError, DataError, MedtlWarning
 from medtl.evaluation import count_parameters
 from medtl.model import build_classifier
 
@@ -221,6 +221,21 @@ def test_a_folder_of_nifti_and_dicom_volumes_loads_as_volumes(tmp_path: Path) ->
     series = load_dataset(str(tmp_path / "dcm"), image_size=6, reading=VolumeReading(window=(200.0, 1000.0)))
     assert series.is_volume and sorted(series.train.ids + series.val.ids + series.test.ids) == \
         sorted(f"{label}/patient{i}" for label in "ab" for i in range(4))
+
+
+def test_a_csv_of_volumes_reads_nifti_files_and_series_folders_and_names_an_empty_folder(tmp_path: Path) -> None:
+    nifti_folder(tmp_path / "nii")
+    write_series(tmp_path / "dcm" / "p0", ramp(6, 8))
+    write_series(tmp_path / "dcm" / "p1", ramp(6, 8) + 300)
+    rows = [f"nii/{label}/case{i}.nii.gz,{label}" for label in "ab" for i in range(6)] + ["dcm/p0,a", "dcm/p1,b"]
+    (tmp_path / "m.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    with pytest.warns(MedtlWarning, match="2 different shapes .* each is resized to 6x6x6"):
+        data = load_dataset(str(tmp_path / "m.csv"), image_size=6)
+    assert data.is_volume and len(data.train) + len(data.val) + len(data.test) == 14
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "m.csv").write_text("path,label\n" + "\n".join(rows + ["empty,a"]) + "\n")
+    with pytest.raises(DataError, match=r"empty: no DICOM files"):
+        load_dataset(str(tmp_path / "m.csv"), image_size=6)
 
 
 def test_a_4d_nifti_and_a_volume_among_images_are_refused_naming_the_file(tmp_path: Path) -> None:

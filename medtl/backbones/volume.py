@@ -23,11 +23,11 @@ from timm.layers import Conv2dSame
 from timm.models._efficientnet_blocks import SqueezeExcite
 from torch import nn
 
+from ..config import VOLUME_MODES
 from ..errors import ConfigError
 from .cuts import Trunk
 from .registry import backbone_cuts
 
-VOLUME_MODES = ("acs", "i3d", "2.5d")
 #: the kernel shape of each ACS view, given the 2D kernel ``(kh, kw)``
 ACS_VIEWS = (lambda kh, kw: (1, kh, kw), lambda kh, kw: (kh, 1, kw), lambda kh, kw: (kh, kw, 1))
 
@@ -38,8 +38,6 @@ class VolumeConv(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, mode: str):
         super().__init__()
-        if mode not in VOLUME_MODES:
-            raise ConfigError(f"unknown volume conversion {mode!r}; choose one of {', '.join(VOLUME_MODES)}.")
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str) and conv.padding != "same":
             raise ConfigError(f"medtl cannot convert a convolution with padding {conv.padding!r} "
                               f"({conv.padding_mode}) to 3D.")
