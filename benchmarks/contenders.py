@@ -86,7 +86,8 @@ def build(cfg: TrainConfig, data: ImageDataset) -> Classifier:
     """The model medtl trains for ``cfg`` (random initialisation is enough for timing)."""
     torch.manual_seed(cfg.seed)
     return make_strategy(cfg).build(cfg.backbone, data.num_classes, weights=None, in_chans=data.in_chans,
-                                    image_size=cfg.image_size, head=cfg.head, classes=data.classes, task=data.task)
+                                    image_size=cfg.image_size, head=cfg.head, classes=data.classes, task=data.task,
+                                    volume=cfg.volume)
 
 
 def grey_stats(model: Classifier, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:

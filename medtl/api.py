@@ -74,6 +74,10 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
         dataset = load_dataset(data, root=data_root, image_size=spec.image_size, classes=spec.classes or None,
                                all_test=split is None)
         split = split or "test"
+    if dataset.is_volume != (spec.volume is not None):
+        kinds = ("volumes", "2D images") if dataset.is_volume else ("2D images", "volumes")
+        raise DataError(f"{dataset.name} holds {kinds[0]} ({'x'.join(map(str, dataset.image_shape))}), but the model "
+                        f"of {run.path} was trained on {kinds[1]}; score it on data of its own kind.")
     if dataset.in_chans != spec.in_chans:
         raise DataError(f"{dataset.name} has {dataset.in_chans}-channel images, the model expects {spec.in_chans}.")
     chosen = dataset.split(split)
@@ -102,17 +106,18 @@ def ensemble(runs: list[str | Path], out: str | Path, *, bootstrap: int = 2000, 
 
 
 def cuts(backbone: str, num_classes: int = 2, image_size: int = 224, in_chans: int = 3, head: str = "avg",
-         macs: bool = True) -> list[dict]:
-    """Every cut point of ``backbone``: level, feature shape, kept parameters (head included) and MACs."""
+         macs: bool = True, volume: str | None = None) -> list[dict]:
+    """Every cut point of ``backbone``: level, feature shape, kept parameters (head included) and MACs; with
+    ``volume`` (acs, i3d, 2.5d) those of the 3D model on ``image_size``-cubed volumes."""
     rows = []
     for cut in backbone_cuts(create_backbone(backbone, None, in_chans)[0]):
         model = build_classifier(backbone, num_classes, cut=cut.name, weights=None, in_chans=in_chans,
-                                 image_size=image_size, head=head)
+                                 image_size=image_size, head=head, volume=volume)
         with torch.no_grad():
-            shape = tuple(model.eval().trunk(torch.zeros(1, in_chans, image_size, image_size)).shape[1:])
+            shape = tuple(model.eval().trunk(torch.zeros(1, *model.spec.input_shape)).shape[1:])
         rows.append({
             "cut": cut.name, "level": cut.level, "feature_shape": "x".join(map(str, shape)),
             "parameters": count_parameters(model),
-            **({"macs": count_macs(model, in_chans, image_size)} if macs else {}),
+            **({"macs": count_macs(model, in_chans, image_size, len(shape) - 1)} if macs else {}),
         })
     return rows

@@ -16,7 +16,7 @@ import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from .config import TrainConfig, grid_refused, read_yaml
+from .config import VOLUME_MODES, TrainConfig, grid_refused, read_yaml
 from .errors import ConfigError, MedtlError, MedtlWarning
 
 # What a grid uses instead of the train options it sets itself.
@@ -117,10 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     cuts = sub.add_parser("cuts", help="list a backbone's cut points with shapes, parameters and MACs")
     cuts.add_argument("--backbone", required=True)
     cuts.add_argument("--num-classes", type=int, default=2)
-    cuts.add_argument("--image-size", type=int, default=224)
+    cuts.add_argument("--image-size", type=int, help="input side (default: 224; 64 with --volume)")
     cuts.add_argument("--in-chans", type=int, default=3)
     cuts.add_argument("--head", default="avg", choices=("avg", "flatten"))
     cuts.add_argument("--level", choices=("stem", "block", "layer"), help="only cuts of this level")
+    cuts.add_argument("--volume", choices=VOLUME_MODES, help="the 3D model this conversion makes (shapes, "
+                      "parameters and MACs on image-size-cubed volumes)")
 
     compare = sub.add_parser("compare", help="train a grid strategies x cut points x seeds and tabulate it "
                              "(resumable: finished runs are skipped)")
@@ -396,9 +398,11 @@ def _cuts(args: argparse.Namespace) -> None:
     from .backbones import get_spec
 
     default = get_spec(args.backbone).default_cut
-    rows = [r for r in cuts(args.backbone, args.num_classes, args.image_size, args.in_chans, args.head)
-            if args.level is None or r["level"] == args.level]
-    print(f"{args.backbone}: {args.num_classes} classes, {args.in_chans}x{args.image_size}x{args.image_size} input, "
+    args.image_size = args.image_size or (64 if args.volume else 224)
+    rows = [r for r in cuts(args.backbone, args.num_classes, args.image_size, args.in_chans, args.head,
+                            volume=args.volume) if args.level is None or r["level"] == args.level]
+    shape = "x".join(map(str, [args.in_chans] + [args.image_size] * (3 if args.volume else 2)))
+    print(f"{args.backbone}{f' ({args.volume} 3D)' if args.volume else ''}: {args.num_classes} classes, {shape} input, "
           f"{args.head} head; * = the default cut of --strategy truncated")
     print(f"{'cut':<28}{'level':<7}{'feature shape':>16}{'parameters':>14}{'MACs':>10}")
     for r in rows:

@@ -25,11 +25,13 @@ from .errors import ConfigError, unknown
 MAX_IMAGE_SIZE = 2048  # 2D: 2048² float images are 16 MB each; larger inputs are a typo, not a study
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_CONFIG_BYTES = 1 << 20
+VOLUME_MODES = ("acs", "i3d", "2.5d")  # 2D-to-3D conversions (medtl.backbones.volume); here: --help stays light
 
 
 def option(default: Any = None, help: str = "", *, choices: tuple = (), low: float | None = None,
            high: float | None = None, low_open: bool = False, high_open: bool = False, run_only: bool = False,
-           persist: bool = True, grid: bool = True, resume: bool = False, factory: Any = None):
+           persist: bool = True, grid: bool = True, resume: bool = False, omit_default: bool = False,
+           factory: Any = None):
     """A :class:`TrainConfig` field with its metadata.
 
     Args:
@@ -39,9 +41,12 @@ def option(default: Any = None, help: str = "", *, choices: tuple = (), low: flo
         persist: saved to ``config.yaml`` (``trust_pickle`` is not: a file must never make medtl run code).
         grid: ``medtl compare``/``search`` accept it (they set the strategy, cut, seed and name themselves).
         resume: may be given again with ``--resume`` (``epochs`` extends a run; run-only options always may).
+        omit_default: left out of ``config.yaml`` and of the fingerprint while at its default, so that runs saved
+            before the option existed (and 2D runs, for the volume options) keep their files and fingerprints.
     """
     meta = dict(help=help, choices=choices, low=low, high=high, low_open=low_open, high_open=high_open,
-                run_only=run_only, persist=persist, grid=grid, resume=resume or run_only)
+                run_only=run_only, persist=persist, grid=grid, resume=resume or run_only, omit_default=omit_default,
+                default=default if factory is None else None)
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -90,6 +95,17 @@ class TrainConfig:
     ordinal_head: bool = option(False, "the classes are ordered grades (class order = label order; at least 3): a "
                                 "cumulative-link head, one score and ordered thresholds, P(grade <= k) = "
                                 "sigmoid(theta_k - score), trained by its likelihood; reports kappa as --ordinal does")
+    volume: str | None = option(None, "volumes: how the 2D pretrained network takes them: acs (each kernel on one of "
+                                "the axial, coronal, sagittal views), i3d (kernels inflated along depth) or 2.5d "
+                                "(depth-1 kernels); default for volume data: acs", choices=VOLUME_MODES,
+                                omit_default=True)
+    window: str | None = option(None, "volume files: intensity window CENTER,WIDTH in the file's units (CT: "
+                                "Hounsfield) or brain, soft-tissue, mediastinum, lung, bone; default: each volume's "
+                                "min-max", omit_default=True)
+    spacing: list[float] | None = option(None, "volume files: resample every volume to this voxel size Z,Y,X (mm) "
+                                         "before resizing to --image-size", low=0.0, low_open=True, omit_default=True)
+    flip_axes: str = option("w", "volumes: axes the training augmentation flips at random, letters of dhw (depth, "
+                            "height, width) or none", omit_default=True)
     image_size: int = option(64, "model input size in pixels", low=1, high=MAX_IMAGE_SIZE)
     start_size: int | None = option(None, "progressive resizing: train at this size for the first half of the epochs, "
                                     "growing to --image-size by 80%% of them (validation and test at --image-size)",
@@ -158,7 +174,8 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The options that change what a run learns: a grid run's name and a checkpoint's fingerprint."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata["run_only"]}
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata["run_only"]
+                and not _omitted(f, getattr(self, f.name))}
 
     def fingerprint(self) -> str:
         """A digest of the options that differ from their defaults (a grid run's name): a new option, added at the
@@ -168,7 +185,8 @@ class TrainConfig:
 
     def to_yaml(self) -> str:
         """The saved form (``config.yaml``): every persisted option."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["persist"]}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["persist"]
+                  and not _omitted(f, getattr(self, f.name))}
         return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
 
     @classmethod
@@ -208,6 +226,8 @@ class TrainConfig:
         if self.start_size is not None and self.start_size > self.image_size:
             raise ConfigError(f"start_size ({self.start_size}) is the first size of progressive resizing and must not "
                               f"exceed image_size ({self.image_size}).")
+        if self.spacing is not None and len(self.spacing) != 3:
+            raise ConfigError(f"spacing must be three voxel sizes Z,Y,X in mm, got {self.spacing}.")
         if self.name is not None and (not self.name or any(c in self.name for c in "/\\\0") or self.name in
                                       (".", "..")):
             raise ConfigError(f"name {self.name!r} must be a plain directory name (no '/' or '\\'); the run goes "
@@ -237,6 +257,8 @@ def default_of(name: str) -> Any:
     """The default value of option ``name``."""
     f = next(f for f in fields(TrainConfig) if f.name == name)
     return f.default_factory() if f.default_factory is not MISSING else f.default
+def _omitted(f: Any, value: Any) -> bool:
+    return f.metadata["omit_default"] and value == f.metadata["default"]
 
 
 def check_value(name: str, value: Any, meta: dict) -> None:

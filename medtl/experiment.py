@@ -21,6 +21,7 @@ from .config import TrainConfig, default_of, resume_refused
 from .data import ImageDataset, Preprocess
 from .data.balance import warn_imbalance
 from .data.check import warn_leakage
+from .data.volume_augment import parse_axes
 from .errors import ConfigError, DataError, MedtlWarning
 from . import __version__
 from .deploy.card import MODEL_CARD, model_card
@@ -28,7 +29,7 @@ from .evaluation import (classification_metrics, count_macs, count_parameters, e
                          predictions_table, with_calibrated)
 from .evaluation.threshold import run_operating_point
 from .model import Classifier
-from .resolve import load_data, make_strategy, model_weights, resolve_device
+from .resolve import load_data, make_strategy, model_weights, resolve_device, volume_of
 from .rundir import RunDir, data_fingerprint
 from .source import SourceRun
 from .strategies import Strategy
@@ -75,10 +76,17 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     if cfg.ordinal_head and (data.task == "multilabel" or data.num_classes < 3):
         raise ConfigError(f"--ordinal-head needs ordered grades, one per image, at least 3 of them; {data.name} is "
                           f"{data.task} with {data.num_classes} classes.")
+    volume = volume_of(cfg, data)
+    if volume is not None:  # config.yaml records the conversion; channels_last is a 2D memory format
+        parse_axes(cfg.flip_axes)
+        if verbose and cfg.volume is None:
+            log.info(f"volumes: the 2D network is made 3D with --volume {volume} (the default; also i3d, 2.5d)")
+        cfg = replace(cfg, volume=volume, channels_last=False)
     autocut = None
     if cfg.cut == "auto":  # estimate the cut from one forward pass; config.yaml records the pick
         metric = cfg.select if cfg.select in ("auroc", "auprc") else "auroc"
-        autocut = estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), metric=metric)
+        autocut = estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), metric=metric,
+                               volume=cfg.volume)
         if verbose:
             log.info(autocut.table())
         strategy = strategy.with_params(cut=autocut.pick)
@@ -95,7 +103,8 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
     weights = model_weights(p.cfg)
     model = p.strategy.build(p.cfg.backbone, p.data.num_classes, weights=weights,
                              in_chans=p.data.in_chans, image_size=p.cfg.image_size, head=p.cfg.head,
-                             classes=p.data.classes, task=p.data.task, ordinal_head=p.cfg.ordinal_head)
+                             classes=p.data.classes, task=p.data.task, ordinal_head=p.cfg.ordinal_head,
+                             volume=p.cfg.volume)
     warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
     warn_imbalance(p.data, p.cfg.class_weights)
     p = plan(p, model, verbose)
@@ -162,7 +171,7 @@ def resume(run_dir: str | Path, overrides: dict | None = None, verbose: bool = T
         # A resumed model takes every weight from the checkpoint: the pretrained ones need not (and must not) be read.
         model = p.strategy.build(cfg.backbone, p.data.num_classes, weights="none", in_chans=p.data.in_chans,
                                  image_size=cfg.image_size, head=cfg.head, classes=p.data.classes, task=p.data.task,
-                                 ordinal_head=cfg.ordinal_head)
+                                 ordinal_head=cfg.ordinal_head, volume=p.cfg.volume)
         try:
             model.load_state_dict(state.model)
         except RuntimeError as e:
@@ -256,12 +265,12 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
         **stats,
         "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"], "epochs_planned": cfg.epochs,
         "parameters": count_parameters(model), "trainable_parameters": count_parameters(model, True),
-        "macs": count_macs(model, spec.in_chans, spec.image_size),
+        "macs": count_macs(model, spec.in_chans, spec.image_size, len(spec.input_shape) - 1),
         "train_seconds": seconds, "backbone": spec.backbone, "cut": spec.cut, "strategy": cfg.strategy,
         "data": data.name, "seed": cfg.seed, "data_source": data.source,
         "split_counts": split_counts(data),
         "data_fingerprint": fingerprint,
-        "cpu_latency_ms": latency_ms(model, spec.in_chans, spec.image_size),
+        "cpu_latency_ms": latency_ms(model, spec.in_chans, spec.image_size, dims=len(spec.input_shape) - 1),
         "cpu_latency_threads": torch.get_num_threads(),
         "provenance": provenance(),
         **({"weights_source": run.read_json(RunDir.SOURCE)} if (run / RunDir.SOURCE).is_file() else {}),

@@ -1,6 +1,7 @@
 """The classifier medtl trains: a (possibly truncated) pretrained trunk plus a new head."""
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from .backbones import Trunk, backbone_cuts, create_backbone, find_cut, get_spec, slim_backbone
+from .backbones.volume import to_volume
 from .errors import ConfigError
 
 HEADS = ("avg", "flatten")
@@ -49,14 +51,15 @@ class Head(nn.Module):
     the TruncatedTL code's default; much larger at shallow cuts). With ``ordinal`` the linear layer gives one score
     and a :class:`CumulativeLink` turns it into (log) probabilities of ordered grades."""
 
-    def __init__(self, feature_shape: tuple[int, int, int], num_classes: int, kind: str = "avg",
+    def __init__(self, feature_shape: tuple[int, ...], num_classes: int, kind: str = "avg",
                  ordinal: bool = False):
         super().__init__()
         if kind not in HEADS:
             raise ConfigError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}.")
-        c, h, w = feature_shape
-        self.pool = nn.AdaptiveAvgPool2d(1) if kind == "avg" else nn.Identity()
-        self.fc = nn.Linear(c if kind == "avg" else c * h * w, 1 if ordinal else num_classes)
+        c, *space = feature_shape  # (C, H, W), or (C, D, H, W) for volumes
+        pool = nn.AdaptiveAvgPool3d if len(space) == 3 else nn.AdaptiveAvgPool2d
+        self.pool = pool(1) if kind == "avg" else nn.Identity()
+        self.fc = nn.Linear(c if kind == "avg" else c * math.prod(space), 1 if ordinal else num_classes)
         self.link = CumulativeLink(num_classes) if ordinal else None
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -93,9 +96,18 @@ class ModelSpec:
     # None (older runs): image_size.
     read_size: int | None = None
     ordinal_head: bool = False  # a CumulativeLink head over ordered classes (its outputs are log probabilities)
+    volume: str | None = None  # 2D weights converted for volumes (acs, i3d, 2.5d); None: a 2D model
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        if values["volume"] is None:  # a 2D model's model.json stays as it was before volumes existed
+            del values["volume"]
+        return values
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input's shape: ``(C, S, S)``, or ``(C, S, S, S)`` for a volume model."""
+        return (self.in_chans, *[self.image_size] * (3 if self.volume else 2))
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "model.json") -> "ModelSpec":
@@ -153,22 +165,24 @@ class Classifier(nn.Module):
         return self.head(self.trunk.run(x, start))
 
 
-def feature_shape(trunk: nn.Module, in_chans: int, image_size: int) -> tuple[int, int, int]:
-    """Output shape (C, H, W) of the trunk for one image.
+def feature_shape(trunk: nn.Module, in_chans: int, image_size: int, dims: int = 2) -> tuple[int, ...]:
+    """Output shape (C, H, W) of the trunk for one image, or (C, D, H, W) for one volume (``dims=3``).
 
     Raises a clear error when the image is smaller than the cut's total stride: its features would then be
-    computed mostly from padding (a 1x1 map is checked against the stride measured at 256 px).
+    computed mostly from padding (a 1x1 map is checked against the stride measured at 256 px; 64 voxels for volumes,
+    above the largest total stride, 32, of the supported backbones).
     """
+    reference = 256 if dims == 2 else 64
 
     def probe(size: int) -> torch.Size:
         with torch.no_grad():
-            return trunk(torch.zeros(1, in_chans, size, size)).shape
+            return trunk(torch.zeros(1, in_chans, *[size] * dims)).shape
 
     was_training = trunk.training
     trunk.eval()
     try:
         shape = probe(image_size)
-        stride = 256 // probe(256)[-1] if shape[-1] == 1 and image_size < 256 else 1
+        stride = reference // probe(reference)[-1] if shape[-1] == 1 and image_size < reference else 1
     except RuntimeError as e:
         stride, shape = None, str(e).splitlines()[0]
     finally:
@@ -195,11 +209,14 @@ def build_classifier(
         slim_from: str | None = None,
         shrink: int = 2,
         ordinal_head: bool = False,
+        volume: str | None = None,
 ) -> Classifier:
     """Create ``backbone`` with ``weights``, drop everything after ``cut`` (None: keep the whole backbone) and
     attach a freshly initialised head for ``num_classes`` outputs. With ``slim_from`` (TransFusion), the blocks
     after that cut are rebuilt with 1/``shrink`` of their channels and random weights. ``ordinal_head``: a
-    cumulative-link head over the classes in their order (:class:`CumulativeLink`)."""
+    cumulative-link head over the classes in their order (:class:`CumulativeLink`). With ``volume`` (``acs``,
+    ``i3d``, ``2.5d``) the kept trunk is converted to take volumes, its 2D weights made 3D
+    (:mod:`medtl.backbones.volume`)."""
     model, spec = create_backbone(backbone, weights, in_chans)
     cuts = backbone_cuts(model)
     chosen = find_cut(cuts, cut) if cut else cuts[-1]
@@ -209,13 +226,16 @@ def build_classifier(
                               "would be slimmed.")
         slim_backbone(model, slim_from, shrink)
     trunk = Trunk(model, chosen)
-    shape = feature_shape(trunk, in_chans, image_size)
+    if volume is not None:
+        to_volume(trunk, volume)
+    shape = feature_shape(trunk, in_chans, image_size, 3 if volume else 2)
     model_spec = ModelSpec(
         backbone=backbone, library=spec.library, arch=spec.arch, cut=chosen.name, units=list(chosen.units),
         head=head, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
         mean=list(spec.mean), std=list(spec.std), classes=list(classes or []), task=task,
         partial=list(chosen.partial) if chosen.partial else None,
         slim_from=slim_from, shrink=shrink if slim_from is not None else None, ordinal_head=ordinal_head,
+        volume=volume,
     )
     return Classifier(trunk, Head(shape, num_classes, head, ordinal_head), model_spec)
 
@@ -226,7 +246,7 @@ def rebuild(spec: ModelSpec) -> Classifier:
     model = build_classifier(
         spec.backbone, spec.num_classes, cut=spec.cut, weights=None, in_chans=spec.in_chans,
         image_size=spec.image_size, head=spec.head, classes=spec.classes, task=spec.task,
-        slim_from=spec.slim_from, shrink=spec.shrink or 2, ordinal_head=spec.ordinal_head,
+        slim_from=spec.slim_from, shrink=spec.shrink or 2, ordinal_head=spec.ordinal_head, volume=spec.volume,
     )
     model.spec.temperature = spec.temperature  # fitted after training: not part of the architecture
     model.spec.threshold, model.spec.read_size = spec.threshold, spec.read_size  # how it is used, not built

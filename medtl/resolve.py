@@ -11,13 +11,16 @@ import torch
 from .backbones import get_spec
 from .backbones.weights import read_state_dict
 from .config import TrainConfig
-from .data import ImageDataset, load_dataset
+from .data import ImageDataset, VolumeReading, load_dataset
+from .data.volumes import parse_window
 from .data.splits import resplit
 from .errors import ConfigError, DataError, MedtlWarning
 from .source import SourceRun, is_run_dir, read_source
 from .strategies import Strategy, get_strategy, strategy_options
 
 log = logging.getLogger("medtl")
+DEFAULT_VOLUME = "acs"  # the 2D-to-3D conversion of volume data without --volume: the 2D parameters, exactly
+MAX_VOLUME_SIZE = 256
 
 
 def resolve_device(name: str) -> torch.device:
@@ -36,8 +39,9 @@ def resolve_device(name: str) -> torch.device:
 def load_data(cfg: TrainConfig) -> ImageDataset:
     """The data set exactly as ``cfg`` trains on it: the same source, split fractions, seed, resplit and skipped
     files, so a run's splits can be drawn again (``medtl evaluate RUN`` scores the run's own test images)."""
+    reading = VolumeReading(parse_window(cfg.window), tuple(cfg.spacing) if cfg.spacing else None)
     data = load_dataset(cfg.data, root=cfg.data_root, image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.seed,
-                        skip_bad_images=cfg.skip_bad_images, group_by=cfg.group_by)
+                        skip_bad_images=cfg.skip_bad_images, group_by=cfg.group_by, reading=reading)
     if cfg.resplit is not None:
         data = resplit(data, tuple(cfg.split), cfg.resplit)
     check_splits(data)
@@ -64,6 +68,23 @@ def check_splits(data: ImageDataset) -> None:
                 f"{data.name}: the {name} split holds a single class, so AUROC/AUPRC are undefined; "
                 "give it images of every class (or let medtl make a stratified split)."
             )
+
+
+def volume_of(cfg: TrainConfig, data: ImageDataset) -> str | None:
+    """The 2D-to-3D conversion a run on ``data`` uses: ``--volume``, :data:`DEFAULT_VOLUME` for volume data, None for
+    images; volume options given for 2D images are refused (they would silently do nothing)."""
+    if data.is_volume:
+        if cfg.image_size > MAX_VOLUME_SIZE:
+            raise ConfigError(f"image_size {cfg.image_size} is above {MAX_VOLUME_SIZE} for volumes ({cfg.image_size}^3 "
+                              "voxels each); use a smaller --image-size.")
+        return cfg.volume or DEFAULT_VOLUME
+    given = [f"--{k.replace('_', '-')}" for k in ("volume", "window", "spacing") if getattr(cfg, k) is not None]
+    if cfg.flip_axes != "w":
+        given.append("--flip-axes")
+    if given:
+        raise ConfigError(f"{', '.join(given)} apply to volumes, but {data.name} holds 2D images "
+                          f"{'x'.join(map(str, data.image_shape))}; drop them (or give volume data).")
+    return None
 
 
 def model_weights(cfg: TrainConfig) -> str | dict[str, torch.Tensor] | SourceRun:

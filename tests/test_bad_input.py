@@ -56,7 +56,7 @@ def folder_of_dicoms(tmp: Path) -> tuple[list[str], list[str]]:
     for i in range(3):
         (root / "b" / f"{i}.dcm").parent.mkdir(exist_ok=True)
         (root / "b" / f"{i}.dcm").write_bytes(b"\x00" * 128 + b"DICM")
-    return ["--data", str(root)], [str(root), "class folder(s) b", "3 .dcm", "PNG"]
+    return ["--data", str(root)], [str(root), "mixes 2D images", "with volumes ('b')"]  # b/ is a DICOM series
 
 
 def csv_row_in_unsupported_format(tmp: Path) -> tuple[list[str], list[str]]:

@@ -62,8 +62,8 @@ def test_a_file_in_root_is_preferred_to_the_builtin(tmp_path: Path) -> None:
 def test_unknown_name_suggests_the_close_one() -> None:
     with pytest.raises(ConfigError, match="Did you mean 'breastmnist'"):
         load_dataset("breastmnst")
-    with pytest.raises(ConfigError, match="3D"):
-        load_dataset("organmnist3d")
+    with pytest.raises(ConfigError, match="Did you mean 'adrenalmnist3d'"):
+        load_dataset("adrenalmnst3d")
     with pytest.raises(ConfigError, match="size 32"):
         load_dataset("breastmnist_32")
 

@@ -20,10 +20,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ..backbones import Cut, backbone_cuts, create_backbone
 from ..backbones.cuts import LEVELS
+from ..backbones.volume import volume_backbone
 from ..config import TrainConfig
 from ..data import ImageDataset, Preprocess
 from ..errors import ConfigError, DataError
-from ..resolve import load_data, model_weights
+from ..resolve import load_data, model_weights, volume_of
 from ..source import SourceRun
 from .features import walk_cuts
 
@@ -74,13 +75,16 @@ class AutoCut:
 @torch.no_grad()
 def pooled_features(backbone: str, data: ImageDataset, image_size: int, *, weights: str | dict = "imagenet",
                     levels: tuple[str, ...] = LEVELS, splits: tuple[str, ...] = ("train", "val"),
-                    batch_size: int = 64, index: np.ndarray | None = None) -> tuple[list[Cut], list[np.ndarray]]:
+                    batch_size: int = 64, index: np.ndarray | None = None,
+                    volume: str | None = None) -> tuple[list[Cut], list[np.ndarray]]:
     """Globally average-pooled pretrained features ``(images, channels)`` at every cut of the given ``levels``
     for the images of ``splits`` (those at ``index`` of them, if given), from a single forward pass of the
-    backbone."""
+    backbone (converted to 3D by ``volume``)."""
     model, spec = create_backbone(backbone, weights, data.in_chans)
-    model.eval()
     chosen = [c for c in backbone_cuts(model) if c.level in levels]
+    if volume is not None:
+        model = volume_backbone(model, volume)
+    model.eval()
     preprocess = Preprocess(image_size, tuple(spec.mean), tuple(spec.std))
     images = torch.cat([data.split(s).images for s in splits])
     if index is not None:
@@ -88,7 +92,7 @@ def pooled_features(backbone: str, data: ImageDataset, image_size: int, *, weigh
     pooled: list[list[torch.Tensor]] = [[] for _ in chosen]
     for start in range(0, len(images), batch_size):
         for i, (_, f) in enumerate(walk_cuts(model, chosen, preprocess(images[start:start + batch_size]))):
-            pooled[i].append(f.mean((2, 3)))
+            pooled[i].append(f.mean(tuple(range(2, f.ndim))))
     return chosen, [torch.cat(p).double().numpy() for p in pooled]
 
 
@@ -166,7 +170,7 @@ def sample(y: np.ndarray, limit: int, task: str) -> np.ndarray | None:
 
 def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights: str | dict = "imagenet",
                  metric: str = "auroc", levels: tuple[str, ...] = LEVELS, one_se: bool = True,
-                 limit: int = MAX_IMAGES) -> AutoCut:
+                 limit: int = MAX_IMAGES, volume: str | None = None) -> AutoCut:
     """Score every cut of ``backbone`` (of the given ``levels``) on ``data``'s train+val images and pick one.
 
     Args:
@@ -176,6 +180,7 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
             the one-standard-error rule: scores closer than that are not told apart by the data, and the
             shallower cut gives the smaller model. Otherwise pick the best score.
         limit: score a stratified sample of this many train+val images when there are more (:func:`sample`).
+        volume: for volume data, the 2D-to-3D conversion of the backbone (acs, i3d, 2.5d).
     """
     if metric not in METRICS:
         raise ConfigError(f"--cut auto scores cuts by auroc or auprc, not {metric!r}.")
@@ -187,7 +192,8 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
     start = time.perf_counter()
     y = torch.cat([data.train.labels, data.val.labels]).numpy()
     index = sample(y, limit, data.task)
-    cuts, features = pooled_features(backbone, data, image_size, weights=weights, levels=levels, index=index)
+    cuts, features = pooled_features(backbone, data, image_size, weights=weights, levels=levels, index=index,
+                                     volume=volume)
     if index is not None:
         y = y[index]
     scores, predictions = [], []
@@ -204,4 +210,6 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
 def estimate_for(cfg: TrainConfig, metric: str = "auroc") -> AutoCut:
     """:func:`estimate_cut` on ``cfg``'s data, backbone, image size and pretrained weights: the estimate a grid or
     a search makes once for all its runs."""
-    return estimate_cut(cfg.backbone, load_data(cfg), cfg.image_size, weights=model_weights(cfg), metric=metric)
+    data = load_data(cfg)
+    return estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), metric=metric,
+                        volume=volume_of(cfg, data))

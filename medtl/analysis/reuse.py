@@ -17,6 +17,7 @@ import torch
 
 from ..artifacts import MODEL_SPEC, load_model, write_csv
 from ..backbones import Cut, backbone_cuts, create_backbone, find_cut
+from ..backbones.volume import volume_backbone
 from ..config import TrainConfig
 from ..data import Preprocess
 from ..errors import ConfigError, DataError, MedtlWarning
@@ -36,7 +37,7 @@ class CutReuse:
 
     cut: Cut
     stage: str
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]  # (C, H, W), or (C, D, H, W) for a volume model
     points: int
     coefficients: np.ndarray
     baseline: np.ndarray
@@ -48,10 +49,11 @@ class CutReuse:
         def stat(values: np.ndarray, q: float) -> float:
             return float(np.quantile(values, q)) if len(values) else math.nan
 
-        c, h, w = self.shape
+        c, *depth, h, w = self.shape
         return {
-            "cut": self.cut.name, "level": self.cut.level, "stage": self.stage, "channels": c, "height": h,
-            "width": w, "points": self.points, "coefficients": len(self.coefficients),
+            "cut": self.cut.name, "level": self.cut.level, "stage": self.stage, "channels": c,
+            **({"depth": depth[0]} if depth else {}), "height": h, "width": w, "points": self.points,
+            "coefficients": len(self.coefficients),
             "svcca_mean": float(self.coefficients.mean()) if len(self.coefficients) else math.nan,
             "svcca_q1": stat(self.coefficients, 0.25), "svcca_median": stat(self.coefficients, 0.5),
             "svcca_q3": stat(self.coefficients, 0.75),
@@ -123,15 +125,17 @@ def reuse(run: str | Path, *, images: int = 128, split: str = "test", weights: s
         raise ConfigError(f"{run} was trained from random weights; there are no pretrained features to compare "
                           "with. Pass --weights imagenet (or a weights file) to compare with those.")
     reference, _ = create_backbone(spec.backbone, weights, spec.in_chans)
-    reference.eval()
     all_cuts = backbone_cuts(reference)
+    if spec.volume is not None:  # the pretrained network as the run converted it: SVCCA on 3D features
+        reference = volume_backbone(reference, spec.volume)
+    reference.eval()
     last = all_cuts.index(find_cut(all_cuts, spec.cut))
     cuts, cut_stages = all_cuts[:last + 1], stages(all_cuts)[:last + 1]
     x = _sample(cfg, split, images, seed)
     preprocess = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std))
     moments = [Moments() for _ in cuts]
     baselines = [Moments() for _ in cuts]
-    shapes: list[tuple[int, int, int]] = [(0, 0, 0)] * len(cuts)
+    shapes: list[tuple[int, ...]] = [(0, 0, 0)] * len(cuts)
     noise = torch.Generator().manual_seed(seed)
     for b, start in enumerate(range(0, len(x), batch_size)):
         batch = preprocess(x[start:start + batch_size])

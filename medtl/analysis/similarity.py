@@ -18,29 +18,30 @@ MAX_POINTS = 100_000
 
 def as_points(a: torch.Tensor, b: torch.Tensor, max_points: int = MAX_POINTS,
               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two feature maps ``(N, C, H, W)`` of the same images as ``(points, channels)`` float64 matrices.
+    """Two feature maps ``(N, C, H, W)`` (or ``(N, C, D, H, W)``) of the same images as ``(points, channels)`` float64
+    matrices.
 
-    The smaller map is bilinearly interpolated to the larger one's spatial size, so both describe the same
+    The smaller map is (bi/tri)linearly interpolated to the larger one's spatial size, so both describe the same
     positions; when there are more than ``max_points`` positions a seeded random subset is kept.
     """
     if a.ndim == 2 and b.ndim == 2:
         a, b = a[:, :, None, None], b[:, :, None, None]
-    if a.ndim != 4 or b.ndim != 4 or len(a) != len(b):
-        raise DataError(f"expected two (N, C, H, W) feature maps of the same N images, got shapes "
+    if a.ndim not in (4, 5) or b.ndim != a.ndim or len(a) != len(b):
+        raise DataError(f"expected two (N, C, H, W) or (N, C, D, H, W) feature maps of the same N images, got shapes "
                         f"{tuple(a.shape)} and {tuple(b.shape)}.")
-    size = max(tuple(a.shape[-2:]), tuple(b.shape[-2:]), key=lambda s: s[0] * s[1])
+    size = max(tuple(a.shape[2:]), tuple(b.shape[2:]), key=np.prod)
     a, b = (_resize(x, size) for x in (a, b))
-    a, b = (x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).double() for x in (a, b))
+    a, b = (x.movedim(1, -1).reshape(-1, x.shape[1]).double() for x in (a, b))
     if len(a) > max_points:
         keep = torch.randperm(len(a), generator=torch.Generator().manual_seed(seed))[:max_points]
         a, b = a[keep], b[keep]
     return a, b
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == size:
+def _resize(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    if tuple(x.shape[2:]) == size:
         return x
-    return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x.float(), size=size, mode="bilinear" if len(size) == 2 else "trilinear", align_corners=False)
 
 
 class Moments:

@@ -89,7 +89,8 @@ def measure_latency(run: RunDir) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: comparable between runs, and robust on a shared machine
     try:
-        ms = latency_ms(model, model.spec.in_chans, model.spec.image_size, warmup=10, repeats=50)
+        ms = latency_ms(model, model.spec.in_chans, model.spec.image_size, warmup=10, repeats=50,
+                        dims=len(model.spec.input_shape) - 1)
     finally:
         torch.set_num_threads(threads)
     run.write_json(RunDir.LATENCY, {"latency_ms": ms, "batch_size": 1, "threads": 1})

@@ -1,4 +1,5 @@
-"""Data sets held in memory as tensors: MedMNIST (2D), the built-in BreastMNIST, image folders, CSV manifests, .npz."""
+"""Data sets held in memory as tensors: MedMNIST (2D and 3D), the built-in BreastMNIST and AdrenalMNIST3D, image and
+volume folders, CSV manifests, .npz."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from .images import IMAGE_EXTENSIONS, MAX_PIXELS, read_image
 from .medmnist import load_medmnist, load_npz, parse_name, unknown_name
 from .splits import as_test_only, check_fractions
 from .text import printable
+from .volumes import VolumeReading
 
 DEFAULT_DATASET = "breastmnist"
 
@@ -22,6 +24,7 @@ __all__ = [
     "ImageDataset",
     "Preprocess",
     "Split",
+    "VolumeReading",
     "load_dataset",
     "read_image",
 ]
@@ -39,18 +42,21 @@ def load_dataset(
     group_by: str | None = None,
     classes: Sequence[str] | None = None,
     all_test: bool = False,
+    reading: VolumeReading = VolumeReading(),
 ) -> ImageDataset:
     """Load a data set named or located by ``spec``, resolved in this order:
 
-    1. a 2D MedMNIST name, optionally with a size suffix (``breastmnist``, ``pneumoniamnist_64``); the file is taken
-       from ``root``, else ``~/.medmnist``, else (``breastmnist`` at 28 px) the copy built into the package, else
+    1. a MedMNIST name, optionally with a size suffix (``breastmnist``, ``pneumoniamnist_64``, ``adrenalmnist3d_64``);
+       the file is taken from ``root``, else ``~/.medmnist``, else (``breastmnist`` and ``adrenalmnist3d`` at 28) the
+       copy built into the package, else
        downloaded into ``root`` (or ``~/.medmnist``) when ``download``; it is md5-verified and kept at native size;
     2. a ``.npz`` file in MedMNIST layout (``train_images`` ... ``test_labels``);
     3. a folder: ``<split>/<class>/*`` (train required; split folders are ``train``/``training``,
        ``val``/``valid``/``validation``, ``test``/``testing`` in any case) or ``<class>/*``;
     4. a ``.csv`` manifest with columns ``path,label`` and optionally ``split`` and a group column.
 
-    Folder and CSV images are resized to ``image_size`` at load. Splits they do not give are drawn stratified from
+    Folder and CSV images are resized to ``image_size`` at load; volume files (NIfTI, DICOM series) to a cube of
+    ``image_size``, read as ``reading`` says (window, spacing; :mod:`medtl.data.volumes`). Splits they do not give are drawn stratified from
     train with the ``split`` fractions (train, val, test) and ``seed``; the same seed gives the same split. A CSV
     group column (``group_by``; by default a column named ``group``, if present) keeps each patient or study on one
     side of every drawn split. ``source["splits"]``, ``source["split_note"]`` and ``source["split"]`` record which
@@ -80,12 +86,13 @@ def load_dataset(
     if name is not None:
         data = load_medmnist(*name, root=root, download=download)
     elif path.is_dir():
-        return load_folder(path, printable(spec), image_size, fractions, seed, skip_bad_images, classes, all_test)
+        return load_folder(path, printable(spec), image_size, fractions, seed, skip_bad_images, classes, all_test,
+                           reading)
     elif path.is_file() and suffix == ".npz":
         data = load_npz(path, printable(spec))
     elif path.is_file() and suffix == ".csv":
         return load_manifest(path, printable(spec), image_size, fractions, seed, skip_bad_images, classes, all_test,
-                             group_by)
+                             group_by, reading)
     elif path.exists():
         raise DataError(f"{printable(spec)}: unsupported data set file; give a folder, a .csv manifest or a .npz file.")
     elif suffix in (".npz", ".csv") or "/" in spec or "\\" in spec:

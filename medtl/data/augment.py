@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .volume_augment import crop_volumes, resize_volumes
 
 TRIES = 10  # crop proposals per image, as in torchvision's RandomResizedCrop
 
@@ -26,6 +27,9 @@ class Preprocess:
 
     A 1-channel batch with 3-entry ``mean``/``std`` is normalised with their averages: grey images meet RGB weights
     whose first convolution was summed over its input channels.
+
+    Volumes ``(B, C, D, H, W)`` become ``(B, C, S, S, S)`` the same way (:mod:`medtl.data.volume_augment`): a random
+    cube of a ``scale`` fraction of the volume, flipped along ``flip_axes`` (tensor axes 2, 3, 4).
     """
 
     def __init__(
@@ -37,6 +41,7 @@ class Preprocess:
         scale: tuple[float, float] = (0.5, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         hflip: bool = True,
+        flip_axes: tuple[int, ...] = (4,),
     ) -> None:
         if image_size < 1:
             raise ConfigError(f"image_size must be >= 1, got {image_size}")
@@ -53,6 +58,7 @@ class Preprocess:
         self.scale = scale
         self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
         self.hflip = hflip
+        self.flip_axes = flip_axes
 
     def resized(self, image_size: int) -> "Preprocess":
         """The same preprocessing at another output size (progressive resizing); ``self`` when unchanged."""
@@ -63,12 +69,17 @@ class Preprocess:
         return other
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if images.ndim != 4:
-            raise ValueError(f"expected a batch (B, C, H, W), got shape {tuple(images.shape)}")
+        if images.ndim not in (4, 5):
+            raise ValueError(f"expected a batch (B, C, H, W) or (B, C, D, H, W), got shape {tuple(images.shape)}")
         x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
-        x = self._crop(x, generator) if self.augment else self._resize(x, self.image_size, self.image_size)
+        if x.ndim == 5:
+            x = (crop_volumes(x, self.image_size, self.scale, self.flip_axes, generator) if self.augment
+                 else resize_volumes(x, self.image_size))
+        else:
+            x = self._crop(x, generator) if self.augment else self._resize(x, self.image_size, self.image_size)
         mean, std = self._stats(x.shape[1], x.device)
-        return (x - mean) / std
+        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        return (x - mean.view(shape)) / std.view(shape)
 
     @staticmethod
     def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -202,6 +202,8 @@ def _embed(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     out = []
     for start in range(0, len(images), BLOCK):
         x = images[start:start + BLOCK].float().mean(1, keepdim=True)  # the scale (255 or 1) cancels below
+        if x.ndim == 5:  # volumes: compared by their projection along depth
+            x = x.mean(2)
         out.append(F.adaptive_avg_pool2d(x, EMBED_SIZE).flatten(1))
     e = torch.cat(out)
     e = e - e.mean(1, keepdim=True)
@@ -278,6 +280,8 @@ def plot_pairs(report: LeakageReport, data: ImageDataset, path: Path, count: int
     for row, (a, b, _, label) in zip(axes, pairs):
         for ax, image in zip(row, (a, b)):
             x = data.split(image.split).float_images([image.index])[0]
+            if x.ndim == 4:  # a volume: drawn as its projection along depth, as it was compared
+                x = x.mean(1)
             ax.imshow(x.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
             name = str(image)
             ax.set_title(name if len(name) <= 40 else f"...{name[-37:]}", fontsize=7)

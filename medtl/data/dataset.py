@@ -19,7 +19,8 @@ TASKS = ("binary", "multiclass", "multilabel")
 
 @dataclass
 class Split:
-    """One split: images ``(N, C, H, W)`` uint8 in 0..255 (or float32 in [0, 1] for 16-bit sources) and labels.
+    """One split: images ``(N, C, H, W)``, or volumes ``(N, C, D, H, W)``, uint8 in 0..255 (or float32 in [0, 1] for
+    16-bit and volume-file sources) and labels.
 
     Labels are ``(N,)`` int64 class indices, or ``(N, L)`` float32 0/1 for multi-label tasks. Per image, in the
     same order (so that predictions, leakage reports and resplits can name images):
@@ -41,8 +42,9 @@ class Split:
     formats: list[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 4:
-            raise DataError(f"split images must have shape (N, C, H, W), got {tuple(self.images.shape)}")
+        if self.images.ndim not in (4, 5):
+            raise DataError(f"split images must have shape (N, C, H, W) or, for volumes, (N, C, D, H, W), got "
+                            f"{tuple(self.images.shape)}")
         if self.images.dtype not in (torch.uint8, torch.float32):
             raise DataError(f"split images must be uint8 or float32, got {self.images.dtype}")
         if len(self.labels) != len(self.images):
@@ -131,10 +133,14 @@ class ImageDataset:
         return self.train.images.shape[1]
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of every image."""
-        c, h, w = self.train.images.shape[1:]
-        return c, h, w
+    def image_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` of every image, or ``(C, D, H, W)`` of every volume."""
+        return tuple(self.train.images.shape[1:])
+
+    @property
+    def is_volume(self) -> bool:
+        """Whether the items are volumes ``(C, D, H, W)`` rather than 2D images."""
+        return self.train.images.ndim == 5
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:

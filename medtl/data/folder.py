@@ -1,4 +1,4 @@
-"""Data sets from image files: an ImageFolder tree or a CSV manifest, resized to one size at load."""
+"""Data sets from image or volume files: an ImageFolder tree or a CSV manifest, resized to one size at load."""
 from __future__ import annotations
 
 import csv
@@ -17,6 +17,7 @@ from .dataset import SPLITS, ImageDataset, Split
 from .images import IMAGE_EXTENSIONS, is_image_file, load_images
 from .splits import Fractions, assign_splits, test_only_record
 from .text import printable
+from .volumes import VolumeReading, is_dicom, is_nifti, load_volumes
 
 # Folder names read as splits, in any case: "Training/" and "Testing/" must not become two classes.
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -36,7 +37,8 @@ class Labelled:
 
 
 def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, seed: int,
-                skip_bad: bool = False, classes: Sequence[str] | None = None, all_test: bool = False) -> ImageDataset:
+                skip_bad: bool = False, classes: Sequence[str] | None = None, all_test: bool = False,
+                reading: VolumeReading = VolumeReading()) -> ImageDataset:
     """An ImageFolder tree: ``root/<split>/<class>/...`` (train required) or ``root/<class>/...``.
 
     Split folders are recognised by name in any case: ``train``/``training``, ``val``/``valid``/``validation``,
@@ -44,6 +46,7 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
     when given (see :func:`medtl.data.load_dataset`); files are found recursively by extension, hidden files and
     folders are skipped. Files of other types are ignored with a warning that counts them, since a folder of DICOMs
     silently read as "no images" would be a mystery. Broken or looping symbolic links count as unreadable files.
+    Volumes are items too: a NIfTI file, or a folder of DICOM files (one series, see :mod:`medtl.data.volumes`).
     """
     layout = _split_layout(root)
     files: list[Path] = []
@@ -51,6 +54,7 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
     split_of: list[str] = []
     class_names: set[str] = set()
     ignored: Counter[str] = Counter()
+    series: set[Path] = set()
     for split, base in layout:
         for class_dir in _visible_dirs(base):
             class_names.add(class_dir.name)
@@ -59,7 +63,12 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
                 broken_link = f.is_symlink() and not f.exists()
                 if hidden or not (f.is_file() or broken_link):
                     continue
-                if is_image_file(f) or broken_link:
+                if is_dicom(f):  # the item is the series: the folder holding the file
+                    f = f.parent
+                    if f in series:
+                        continue
+                    series.add(f)
+                if is_image_file(f) or broken_link or is_nifti(f) or f.is_dir():
                     files.append(f)
                     class_of.append(class_dir.name)
                     split_of.append(split)
@@ -72,8 +81,8 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
     if empty:
         raise DataError(
             f"{where}: class folder(s) {', '.join(empty)} contain no image files "
-            f"({', '.join(sorted(IMAGE_EXTENSIONS))}){f'; found only unsupported files ({kinds})' if ignored else ''}; "
-            "add images (convert other formats, e.g. DICOM, to PNG) or remove the folders."
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}) or volumes (.nii, .nii.gz, DICOM series)"
+            f"{f'; found only unsupported files ({kinds})' if ignored else ''}; add images or remove the folders."
         )
     if ignored:
         warnings.warn(f"{where}: ignored {sum(ignored.values())} file(s) that are not supported images ({kinds}).",
@@ -84,7 +93,7 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
                      split_of if len(layout) > 1 or layout[0][1] != root else None)
     source = {"kind": "folder", "path": printable(root.resolve()), "md5": None, "license": None, "citation": None}
     return _from_files(name, source, items, list(classes) if classes is not None else sorted(class_names),
-                       classes is not None, image_size, fractions, seed, skip_bad, all_test)
+                       classes is not None, image_size, fractions, seed, skip_bad, all_test, reading)
 
 
 def _split_layout(root: Path) -> list[tuple[str, Path]]:
@@ -124,11 +133,12 @@ def _check_known(where: str, what: str, names: Sequence[str], classes: Sequence[
 
 def load_manifest(path: Path, name: str, image_size: int, fractions: Fractions, seed: int,
                   skip_bad: bool = False, classes: Sequence[str] | None = None, all_test: bool = False,
-                  group_by: str | None = None) -> ImageDataset:
+                  group_by: str | None = None, reading: VolumeReading = VolumeReading()) -> ImageDataset:
     """A CSV manifest with header ``path,label`` and optional ``split`` (train/val/test) and group columns.
 
     Paths are relative to the CSV's folder (absolute paths are allowed); a path on two lines is refused (a
-    duplicate row would put one image in two splits). Labels are class names or integers; classes are the sorted
+    duplicate row would put one image in two splits); a path may name a volume (NIfTI file or DICOM series folder).
+    Labels are class names or integers; classes are the sorted
     unique labels (numerically sorted when all are integers), or ``classes`` when given. The group column (named
     ``group_by``; by default a column named ``group``, if any) holds a patient or study id: splits medtl draws
     keep each group on one side. Errors name the line number in the file (the header is line 1).
@@ -142,7 +152,7 @@ def load_manifest(path: Path, name: str, image_size: int, fractions: Fractions, 
         _check_rare_labels(path, items.labels, items.splits, lines)
     source = {"kind": "csv", "path": printable(path.resolve()), "md5": None, "license": None, "citation": None}
     return _from_files(name, source, items, list(classes) if classes is not None else found, classes is not None,
-                       image_size, fractions, seed, skip_bad, all_test)
+                       image_size, fractions, seed, skip_bad, all_test, reading)
 
 
 def _check_duplicates(path: Path, items: Labelled, lines: list[int]) -> None:
@@ -236,7 +246,7 @@ def _read_manifest(path: Path, group_by: str | None) -> tuple[Labelled, list[int
                     raise DataError(f"{where}: the path is empty; give an image path or remove the row.")
                 file = Path(value["path"]).expanduser()
                 file = file if file.is_absolute() else path.parent / file
-                if not file.is_file():
+                if not (file.is_file() or file.is_dir()):
                     raise DataError(
                         f"{where}: image {value['path']!r} not found (looked for {printable(file)}); fix the path "
                         "(relative paths are resolved against the CSV's folder) or remove the row."
@@ -301,11 +311,18 @@ def _from_files(
     seed: int,
     skip_bad: bool,
     all_test: bool,
+    reading: VolumeReading,
 ) -> ImageDataset:
     """Load every file once (leaving out unreadable ones if ``skip_bad``), split the items, build the data set."""
     if len(classes) < 2 and not fixed_classes:
         raise DataError(f"{source['path']}: found only the class(es) {classes}; classification needs at least two.")
-    images, bad, formats = load_images(items.files, image_size, skip_bad)
+    volumes = [f.is_dir() or is_nifti(f) for f in items.files]
+    if any(volumes) and not all(volumes):
+        image, volume = items.ids[volumes.index(False)], items.ids[volumes.index(True)]
+        raise DataError(f"{source['path']} mixes 2D images ({image!r}) with volumes ({volume!r}); a data set holds one "
+                        "kind: move them apart.")
+    load = (lambda *a: load_volumes(*a, reading)) if all(volumes) else load_images
+    images, bad, formats = load(items.files, image_size, skip_bad)
     kept = [i for i in range(len(items.files)) if i not in bad]
 
     def keep(values: list[str] | None) -> list[str] | None:

@@ -1,4 +1,5 @@
-"""MedMNIST data sets (2D) by name, the built-in BreastMNIST copy, and ``.npz`` files in MedMNIST layout.
+"""MedMNIST data sets (2D and 3D) by name, the built-in BreastMNIST and AdrenalMNIST3D copies, and ``.npz`` files in
+MedMNIST layout.
 
 Files are md5-verified against ``medmnist.INFO`` before use; arrays are kept at their native size.
 """
@@ -20,6 +21,7 @@ from .splits import GIVEN
 from .text import printable
 
 SIZES = (28, 64, 128, 224)
+SIZES_3D = (28, 64)
 TASKS = {
     "binary-class": "binary",
     "multi-class": "multiclass",
@@ -27,7 +29,8 @@ TASKS = {
     "multi-label, binary-class": "multilabel",
 }
 KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("images", "labels"))
-BUILTIN = {("breastmnist", 28): Path(__file__).parent / "builtin" / "breastmnist.npz"}
+BUILTIN = {("breastmnist", 28): Path(__file__).parent / "builtin" / "breastmnist.npz",
+           ("adrenalmnist3d", 28): Path(__file__).parent / "builtin" / "adrenalmnist3d.npz"}
 CITATION = (
     "Jiancheng Yang, Rui Shi, Donglai Wei, Zequan Liu, Lin Zhao, Bilian Ke, Hanspeter Pfister, Bingbing Ni. "
     "MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D biomedical image classification. "
@@ -45,32 +48,26 @@ SOURCE_CITATIONS = {
 NAME = re.compile(r"(?P<flag>[a-z0-9]+?)(?:_(?P<size>\d+))?")
 
 
-def flags_2d() -> list[str]:
-    return [flag for flag in medmnist.INFO if not flag.endswith("3d")]
-
-
 def parse_name(spec: str) -> tuple[str, int] | None:
-    """``(flag, size)`` when ``spec`` names a MedMNIST data set (``pneumoniamnist``, ``pneumoniamnist_64``), else None.
+    """``(flag, size)`` when ``spec`` names a MedMNIST data set (``pneumoniamnist``, ``pneumoniamnist_64``,
+    ``adrenalmnist3d_64``), else None.
 
-    Raises ConfigError for a 3D data set or a size MedMNIST does not publish.
+    Raises ConfigError for a size MedMNIST does not publish.
     """
     match = NAME.fullmatch(spec.strip().lower())
     if not match or match["flag"] not in medmnist.INFO:
         return None
     flag, size = match["flag"], int(match["size"] or 28)
-    if flag.endswith("3d"):
-        raise ConfigError(
-            f"{flag} is a 3D MedMNIST data set; only 2D data sets are supported yet: {', '.join(flags_2d())}."
-        )
-    if size not in SIZES:
-        sizes = ", ".join(map(str, SIZES))
+    published = SIZES_3D if flag.endswith("3d") else SIZES
+    if size not in published:
+        sizes = ", ".join(map(str, published))
         raise ConfigError(f"MedMNIST has no size {size} for {flag}; use one of {sizes} (28: no suffix).")
     return flag, size
 
 
 def unknown_name(spec: str) -> ConfigError:
     """The error for a name that is neither a MedMNIST data set nor an existing path."""
-    error = unknown("MedMNIST data set", spec, flags_2d())
+    error = unknown("MedMNIST data set", spec, list(medmnist.INFO))
     return ConfigError(f"{error} A data set can also be a folder, a .csv manifest or a .npz file; no such path exists.")
 
 
@@ -204,13 +201,16 @@ def _splits(arrays: dict[str, np.ndarray], multilabel: bool, where: str) -> list
 
 
 def _images(a: np.ndarray, where: str) -> torch.Tensor:
-    """``(N, H, W)`` or ``(N, H, W, 1|3)`` → ``(N, C, H, W)``: uint8 kept, uint16 and [0, 1] floats → float32."""
-    if a.ndim == 3:
+    """``(N, H, W)`` or ``(N, H, W, 1|3)`` → ``(N, C, H, W)``; volumes ``(N, D, H, W)`` (the last axis not 1 or 3, as
+    MedMNIST 3D stores them) or ``(N, D, H, W, 1|3)`` → ``(N, C, D, H, W)``: uint8 kept, uint16 and [0, 1] floats →
+    float32."""
+    if a.ndim == 3 or a.ndim == 4 and a.shape[-1] not in (1, 3):
         a = a[:, None]
-    elif a.ndim == 4 and a.shape[-1] in (1, 3):
-        a = a.transpose(0, 3, 1, 2)
+    elif a.ndim in (4, 5) and a.shape[-1] in (1, 3):
+        a = np.moveaxis(a, -1, 1)
     else:
-        raise DataError(f"{where}: images must have shape (N, H, W) or (N, H, W, 1|3), got {a.shape}.")
+        raise DataError(f"{where}: images must have shape (N, H, W) or (N, H, W, 1|3), or volumes (N, D, H, W) or "
+                        f"(N, D, H, W, 1|3), got {a.shape}.")
     if a.dtype == np.uint16:
         a = a.astype(np.float32) / 65535
     elif a.dtype.kind == "f" and (not a.size or (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1)):

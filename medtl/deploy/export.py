@@ -71,6 +71,8 @@ def export(run: str | Path, out: str | Path | None = None, format: str = "onnx",
     run = Path(run)
     model = load_model(run)
     spec = model.spec
+    if spec.volume is not None:
+        raise ConfigError(f"{run} is a volume model ({spec.volume}); ONNX export covers 2D models only.")
     out = Path(out) if out is not None else run / "export"
     out.mkdir(parents=True, exist_ok=True)
     path = out / ONNX_FILE

@@ -85,7 +85,11 @@ class TorchScorer(Scorer):
     memory format as training scored its test split (faster on CPU)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.model = load_model(run_dir).to(memory_format=torch.channels_last)
+        self.model = load_model(run_dir)
+        if self.model.spec.volume is not None:
+            raise ConfigError(f"{run_dir} is a volume model ({self.model.spec.volume}); `medtl predict` reads 2D image "
+                              f"files. Score volumes with `medtl evaluate {run_dir} --data FOLDER_OR_CSV --out DIR`.")
+        self.model = self.model.to(memory_format=torch.channels_last)
         super().__init__(self.model.spec)
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:

@@ -7,21 +7,24 @@ import time
 import torch
 from torch import nn
 
+from ..backbones.volume import VolumeConv, volume_conv_macs
+
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def count_macs(model: nn.Module, in_chans: int, image_size: int) -> int:
-    """Multiply-accumulates of one forward pass at ``image_size`` (conv, BN, activations, pooling, linear).
+def count_macs(model: nn.Module, in_chans: int, image_size: int, dims: int = 2) -> int:
+    """Multiply-accumulates of one forward pass at ``image_size`` (conv, BN, activations, pooling, linear), on an
+    image, or on a ``image_size``-cubed volume with ``dims=3``.
 
     Uses ptflops' module hooks, as the TruncatedTL paper did; timm's subclassed layers (``Conv2dSame``,
-    ``BatchNormAct2d``) are registered explicitly so they are not skipped.
+    ``BatchNormAct2d``) and medtl's 3D convolutions are registered explicitly so they are not skipped.
     """
     from ptflops import get_model_complexity_info
     from ptflops.pytorch_ops import bn_flops_counter_hook, conv_flops_counter_hook
 
-    hooks = {}
+    hooks = {VolumeConv: volume_conv_macs}
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and type(module) is not nn.Conv2d:
             hooks[type(module)] = conv_flops_counter_hook
@@ -31,7 +34,7 @@ def count_macs(model: nn.Module, in_chans: int, image_size: int) -> int:
     model.eval()
     try:
         macs, _ = get_model_complexity_info(
-            model, (in_chans, image_size, image_size), as_strings=False, print_per_layer_stat=False,
+            model, (in_chans, *[image_size] * dims), as_strings=False, print_per_layer_stat=False,
             custom_modules_hooks=hooks, backend="pytorch",
         )
     finally:
@@ -41,11 +44,12 @@ def count_macs(model: nn.Module, in_chans: int, image_size: int) -> int:
 
 @torch.inference_mode()
 def latency_ms(model: nn.Module, in_chans: int, image_size: int, batch_size: int = 1, warmup: int = 5,
-               repeats: int = 20) -> float:
-    """Median wall time of one forward pass (ms) after warm-up, in eval mode without autograd."""
+               repeats: int = 20, dims: int = 2) -> float:
+    """Median wall time of one forward pass (ms) after warm-up, in eval mode without autograd (``dims=3``: of a
+    volume)."""
     was_training = model.training
     model.eval()
-    x = torch.randn(batch_size, in_chans, image_size, image_size)
+    x = torch.randn(batch_size, in_chans, *[image_size] * dims)
     for _ in range(warmup):
         model(x)
     times = []

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig, parse_duration
 from ..data import ImageDataset, Preprocess
+from ..data.volume_augment import parse_axes
 from ..rundir import Checkpoint, RunDir
 from ..evaluation import classification_metrics
 from ..model import Classifier
@@ -321,7 +322,7 @@ class Trainer:
             optimizer=optimizer, schedule=make_schedule(optimizer, cfg, steps, restart_epoch=strategy.probe_epochs),
             scaler=grad_scaler(device, cfg.precision), loss_fn=make_loss(data, cfg, device),
             augment=Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=cfg.augment,
-                               scale=tuple(cfg.crop_scale)),
+                               scale=tuple(cfg.crop_scale), flip_axes=parse_axes(cfg.flip_axes)),
             plain=plain, cache=PrefixCache(model, plain, cfg.cache_mb, cfg.channels_last, self.verbose),
             train_x=data.train.images.to(home), train_y=data.train.labels.to(device), val_x=data.val.images.to(home),
             home=home, generator=generator)
