@@ -46,6 +46,8 @@ def test_time_limit_keeps_the_epochs_that_fit():
     assert roomy.cfg.epochs == 30 and "within the 1h00m time limit" in roomy.note
     tight = resolve(TrainConfig(time_limit="3s"), 546, cost)  # nothing fits: one epoch, never zero
     assert tight.cfg.epochs == 1
+    huge = resolve(TrainConfig(epochs=100_000, time_limit="1h"), 546, cost)  # bisection, not a sum per candidate
+    assert huge.cfg.epochs == 360
 
 
 def test_time_limit_counts_cheaper_low_resolution_epochs():
@@ -53,6 +55,8 @@ def test_time_limit_counts_cheaper_low_resolution_epochs():
     plain = resolve(TrainConfig(image_size=128, time_limit="2m"), 546, cost).cfg.epochs
     growing = resolve(TrainConfig(image_size=128, start_size=32, time_limit="2m"), 546, cost).cfg.epochs
     assert plain == 7 and growing > plain
+    grown = TrainConfig(image_size=128, start_size=32, epochs=growing)
+    assert cost.run_s(growing, grown) <= 120 < cost.run_s(growing + 1, grown)
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1h30m", 5400), ("1.5h", 5400),

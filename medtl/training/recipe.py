@@ -65,8 +65,19 @@ class EpochCost:
         return self.train_s + self.val_s
 
     def run_s(self, epochs: int, cfg: TrainConfig) -> float:
+        if not cfg.start_size or cfg.start_size >= cfg.image_size:
+            return epochs * (self.train_s + self.val_s)
         return sum(self.epoch_s(size_at(e, epochs, cfg.start_size, cfg.image_size), cfg.image_size, cfg.start_size)
                    for e in range(1, epochs + 1))
+
+    def epochs_within(self, budget_s: float, most: int, cfg: TrainConfig) -> int:
+        """The most epochs (at least 1, at most ``most``) whose run fits in ``budget_s``: a bisection, since the run
+        time grows with the epochs (``--epochs 100000 --time-limit 1h`` must not add up 10^10 epoch costs)."""
+        low, high = 1, most
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if self.run_s(mid, cfg) <= budget_s else (low, mid - 1)
+        return low
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,7 @@ def resolve(cfg: TrainConfig, n_train: int, cost: EpochCost | None = None) -> Re
     estimate = cost.run_s(epochs, cfg) if cost is not None else None
     if cfg.time_limit is not None and cost is not None:
         budget = parse_duration(cfg.time_limit)
-        fit = max((e for e in range(1, epochs + 1) if cost.run_s(e, cfg) <= budget), default=1)
+        fit = cost.epochs_within(budget, epochs, cfg)
         if fit < epochs:
             why = f"{epochs} would take ~{_clock(estimate)}, over the {_clock(budget)} time limit"
             epochs, estimate = fit, cost.run_s(fit, cfg)
