@@ -151,7 +151,7 @@ def _check_same_data(members: list[RunDir], specs: list[ModelSpec], records: lis
             raise DataError(f"{members[i].path} was scored on other {' and '.join(differ)} images than "
                             f"{members[j].path} (their data fingerprints differ: data {r.get('data')!r} vs "
                             f"{records[j].get('data')!r}); an ensemble averages runs on the same images: same data, "
-                            "split fractions, seed of drawn splits and --resplit.")
+                            "split fractions, seed of drawn splits (--split-seed fixes it across seeds) and --resplit.")
 
 
 def read_scores(run: RunDir, split: str) -> Scores:

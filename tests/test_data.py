@@ -17,6 +17,8 @@ from PIL import Image
 from medtl.data import ImageDataset, Preprocess, Split, load_dataset, read_image
 from medtl.data.medmnist import BUILTIN
 from medtl.errors import ConfigError, DataError
+from medtl.config import TrainConfig
+from medtl.resolve import load_data
 
 BREAST_MD5 = "750601b1f35ba3300ea97c75c52ff8f6"
 BREAST_NPZ = BUILTIN["breastmnist", 28]
@@ -197,6 +199,20 @@ def test_folder_without_split_dirs_is_split_stratified_and_seeded(tmp_path: Path
     assert not torch.equal(other.test.images, ds.test.images)
     # Labels follow the images: image value // 20 is the class index.
     assert torch.equal(ds.train.images[:, 0, 0, 0].long() // 20, ds.train.labels)
+
+
+def test_split_seed_fixes_the_drawn_splits_across_seeds(tmp_path: Path) -> None:
+    """--split-seed: runs of several seeds share one drawn validation/test split (so they can be ensembled); without it
+    the split follows --seed, and a config that leaves it unset keeps its saved form and fingerprint."""
+    root = str(make_flat_folder(tmp_path / "flat"))
+    fixed = [load_data(TrainConfig(data=root, image_size=8, seed=s, split_seed=7)) for s in (0, 1)]
+    own = [load_data(TrainConfig(data=root, image_size=8, seed=s)) for s in (7, 1)]
+    for split in ("train", "val", "test"):
+        assert torch.equal(fixed[0].split(split).images, fixed[1].split(split).images)
+        assert torch.equal(fixed[0].split(split).images, own[0].split(split).images)  # split_seed 7 = seed 7's split
+    assert not torch.equal(fixed[1].val.images, own[1].val.images)
+    assert "split_seed" not in TrainConfig().to_yaml() and "split_seed: 7" in TrainConfig(split_seed=7).to_yaml()
+    assert TrainConfig(split_seed=None).fingerprint() == TrainConfig().fingerprint() != TrainConfig(split_seed=0).fingerprint()
 
 
 def test_folder_with_split_dirs_mixed_modes_and_sizes(tmp_path: Path) -> None:

@@ -111,7 +111,8 @@ def test_time_limit_and_progressive_resizing_in_a_run(tmp_path):
     assert 1 <= planned < 100_000 and capped.metrics["epochs_run"] <= planned
     assert yaml.safe_load((capped.run_dir / "config.yaml").read_text())["epochs"] == planned
 
-    grown = medtl.train(verbose=False, **{**opts, "epochs": 4, "start_size": 16})
+    # patience 1 at a learning rate that cannot improve validation: early stopping still waits for the final size
+    grown = medtl.train(verbose=False, **{**opts, "epochs": 6, "start_size": 16, "patience": 1, "lr": 1e-9})
     history = (grown.run_dir / "history.csv").read_text().splitlines()
     sizes = [int(line.split(",")[-1]) for line in history[1:]]
     assert history[0].endswith(",image_size") and sizes[0] == 16 and sizes[-1] == 32

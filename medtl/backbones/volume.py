@@ -36,6 +36,11 @@ class VolumeConv(nn.Module):
     """A 2D convolution applied to volumes (see the module docstring for ``mode``). ``weight`` keeps the 2D shape
     for ``acs`` and ``2.5d`` and is 5D for ``i3d``; padding follows the 2D layer's (static, or timm's TF "same")."""
 
+    #: run grouped (depthwise) kernels on channels_last_3d inputs: on CPU the default layout takes a per-group
+    #: backward several times slower (``benchmarks/volume_conv.py``); outputs return to the default layout, in which
+    #: BatchNorm is faster
+    grouped_channels_last = True
+
     def __init__(self, conv: nn.Conv2d, mode: str):
         super().__init__()
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str) and conv.padding != "same":
@@ -85,7 +90,9 @@ class VolumeConv(nn.Module):
             xi = x if inp == slice(None) else x[:, inp]
             bias = None if self.bias is None else self.bias[out]
             xi, padding = self._pad(xi, shape)
-            outs.append(F.conv3d(xi, weight, bias, self.stride, padding, self.dilation, groups))
+            if groups > 1 and self.grouped_channels_last:
+                xi = xi.contiguous(memory_format=torch.channels_last_3d)
+            outs.append(F.conv3d(xi, weight, bias, self.stride, padding, self.dilation, groups).contiguous())
         return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
 
     def _pad(self, x: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, int, int]]:

@@ -135,6 +135,6 @@ def parity_images(run: Path, image_size: int) -> torch.Tensor:
     cfg = TrainConfig.load(run / "config.yaml") if (run / "config.yaml").is_file() else None
     if cfg is None:
         raise ConfigError(f"{run} has no config.yaml, so its data set (needed to check the export) is unknown.")
-    data = load_dataset(cfg.data, root=cfg.data_root, image_size=image_size, split=tuple(cfg.split), seed=cfg.seed,
+    data = load_dataset(cfg.data, root=cfg.data_root, image_size=image_size, split=tuple(cfg.split), seed=cfg.data_seed,
                         skip_bad_images=True)
     return data.test.images[:PARITY_IMAGES]

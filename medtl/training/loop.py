@@ -270,8 +270,10 @@ class Trainer:
                 frozen = strategy.train_mode(model, epoch)
                 size = size_at(epoch, cfg.epochs, cfg.start_size, cfg.image_size)
                 s.augment = s.augment.resized(size)
-                if epoch == strategy.probe_epochs + 1:  # fine-tuning starts (after any linear probe): patience afresh
-                    s.bad_epochs = 0
+                grown = size == cfg.image_size  # early stopping waits for the size the model is scored at
+                if epoch == strategy.probe_epochs + 1 or grown and size_at(epoch - 1, cfg.epochs, cfg.start_size,
+                                                                          cfg.image_size) != size:
+                    s.bad_epochs = 0  # fine-tuning starts (after any linear probe), or the final size: patience afresh
                 train_loss = train_one_epoch(s, cfg, self.device, epoch, frozen, bar)
                 val = evaluate(s, cfg, self.device, epoch, frozen)
                 if cfg.schedule == "plateau":
@@ -283,7 +285,7 @@ class Trainer:
                 pause = report is not None and not report(row)
                 if epoch == CHANCE_EPOCHS < cfg.epochs:
                     warn_if_at_chance(s.history, f"for the first {CHANCE_EPOCHS} epochs")
-                stop = cfg.patience > 0 and s.bad_epochs >= cfg.patience and epoch > strategy.probe_epochs
+                stop = cfg.patience > 0 and s.bad_epochs >= cfg.patience and epoch > strategy.probe_epochs and grown
                 if not stop and epoch < cfg.epochs and time.monotonic() >= deadline:
                     log.warning("the %s time limit is spent after epoch %d of %d (the machine is slower than measured "
                                 "before training): stopping here, with the best epoch so far", cfg.time_limit, epoch,
