@@ -422,13 +422,15 @@ def _list(args: argparse.Namespace) -> None:
     else:
         from .strategies import STRATEGIES
 
+        name_w = max(map(len, STRATEGIES)) + 2  # the columns fit the longest name and label
+        label_w = max(len(e.label) for e in STRATEGIES.values()) + 2
         for name, entry in STRATEGIES.items():
             options = ", ".join("--" + p.replace("_", "-") for p in entry.params)
             text = f"{entry.summary}" + (f" Options: {options}." if options else "")
-            lines = textwrap.wrap(text, 100 - 18)
-            print(f"{name:<12}{entry.label:<6}{lines[0]}")
+            lines = textwrap.wrap(text, 100 - name_w - label_w)
+            print(f"{name:<{name_w}}{entry.label:<{label_w}}{lines[0]}")
             for line in lines[1:]:
-                print(" " * 18 + line)
+                print(" " * (name_w + label_w) + line)
 
 
 def _show_warning(default: typing.Callable) -> typing.Callable:

@@ -238,3 +238,14 @@ def test_training_on_cached_features_matches_training_on_images(tmp_path):
     assert cached["val_auprc"] == pytest.approx(uncached["val_auprc"], abs=1e-3)
     lp_ft = medtl.train(strategy="lp-ft", probe_epochs=1, **options)  # the cache is dropped when the trunk thaws
     assert lp_ft.metrics["trainable_parameters"] == lp_ft.metrics["parameters"]
+
+
+def test_the_strategy_list_keeps_its_columns_apart(capsys):
+    """`medtl strategies`: name, label and description are separated even for the longest name and label."""
+    from medtl.cli import main
+
+    assert main(["strategies"]) in (0, None)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line and not line.startswith(" ")]
+    assert [row.split()[0] for row in rows] == list(STRATEGIES)
+    for row, entry in zip(rows, STRATEGIES.values()):
+        assert row.split()[1] == entry.label, row
