@@ -275,13 +275,24 @@ def test_cut_auto_scores_the_3d_features_of_every_cut(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_svcca_of_a_3d_run_compares_3d_features(tmp_path: Path) -> None:
+def test_svcca_gradcam_and_onnx_of_a_3d_run_are_3d(tmp_path: Path) -> None:
     npz = tiny_volumes(tmp_path / "vol.npz")
     assert main(["train", *cli_args(data=str(npz), out=str(tmp_path / "r"), **TINY), "--quiet"]) == 0
-    result = reuse(next((tmp_path / "r").iterdir()), images=8)
+    run = next((tmp_path / "r").iterdir())
+    result = reuse(run, images=8)
     assert [c.cut.name for c in result.cuts][-1] == "blocks.1"
     assert all(len(c.shape) == 4 and "depth" in c.row() for c in result.cuts)  # (C, D, H, W) feature maps
     assert "SVCCA mean" in result.table()
+    # Grad-CAM: a 3D map per volume at the model's size, drawn as the three planes through its peak
+    assert main(["explain", str(run), "--images", "2", "--out", str(tmp_path / "cam")]) == 0
+    arrays = np.load(tmp_path / "cam" / "gradcam.npz")
+    assert arrays["maps_0"].shape == arrays["images_0"].shape == (2, 16, 16, 16)
+    assert (tmp_path / "cam" / "gradcam.png").stat().st_size > 10_000
+    # ONNX: an NCDHW graph that reproduces the model on the run's test volumes; predict on files says what to use
+    assert main(["export", str(run), "--out", str(tmp_path / "onnx")]) == 0
+    info = json.loads((tmp_path / "onnx" / "model.onnx.json").read_text())
+    assert info["input"]["layout"] == "NCDHW" and info["input"]["shape"] == ["batch", 1, 16, 16, 16]
+    assert main(["predict", str(tmp_path / "onnx" / "model.onnx"), str(tmp_path), "--out", str(tmp_path / "p.csv")]) == 2
 
 
 @pytest.mark.slow

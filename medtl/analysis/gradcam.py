@@ -190,33 +190,57 @@ def write_explanation(result: Explanation, out: str | Path) -> tuple[Path, Path]
 
 
 def plot_explanation(result: Explanation, path: Path) -> None:
-
+    """One column per run, one row per image. A volume is drawn as its axial, coronal and sagittal planes side by
+    side, through the peak of the map drawn over them (the image column: through the first run's peak)."""
     plt = _pyplot()
+    volume = result.maps[0].ndim == 4  # (images, D, H, W)
     rows, cols = len(result.indices), len(result.runs) + 1
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows + 0.5), squeeze=False)
+    width = 3 * 1.9 if volume else 1.9
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 1.9 * rows + 0.5), squeeze=False)
     for i in range(rows):
-        image = result.images[0][i]
-        axes[i, 0].imshow(image, cmap="gray", vmin=0, vmax=1)
+        at = _peak(result.maps[0][i]) if volume else None
+        axes[i, 0].imshow(_planes(result.images[0][i], at), cmap="gray", vmin=0, vmax=1)
         axes[i, 0].set_ylabel(f"#{result.indices[i]}\n{_class_name(result, result.labels[i])}", fontsize=8)
         for r in range(len(result.runs)):
             ax = axes[i, r + 1]
-            ax.imshow(result.images[r][i], cmap="gray", vmin=0, vmax=1)
-            ax.imshow(result.maps[r][i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            at = _peak(result.maps[r][i]) if volume else None
+            ax.imshow(_planes(result.images[r][i], at), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(_planes(result.maps[r][i], at), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             if not result.maps[r][i].any():  # say so, rather than leave a uniform colour to be misread
                 ax.text(0.5, 0.5, "no positive\nevidence", transform=ax.transAxes, ha="center", va="center",
                         fontsize=8, color="white")
-            ax.set_xlabel(f"p({_class_name(result, result.targets[r, i])}) = {result.probs[r, i]:.2f}", fontsize=7,
-                          labelpad=2)
+            where = f" at d,h,w = {','.join(map(str, at))}" if volume else ""
+            ax.set_xlabel(f"p({_class_name(result, result.targets[r, i])}) = {result.probs[r, i]:.2f}{where}",
+                          fontsize=7, labelpad=2)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     for c, title in enumerate(["image", *result.titles]):
         axes[0, c].set_title(title, fontsize=9)
     where = f"at {result.layer}" if result.layer else "at each model's cut"
-    fig.suptitle(f"Grad-CAM {where}, {result.split} images", fontsize=10)
+    planes = "; volumes: axial | coronal | sagittal planes through the map's peak" if volume else ""
+    fig.suptitle(f"Grad-CAM {where}, {result.split} images{planes}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def _peak(volume_map: np.ndarray) -> tuple[int, int, int]:
+    """The voxel where a 3D map is largest (the centre when it is empty)."""
+    if not volume_map.any():
+        return tuple(n // 2 for n in volume_map.shape)
+    return tuple(int(v) for v in np.unravel_index(np.argmax(volume_map), volume_map.shape))
+
+
+def _planes(array: np.ndarray, at: tuple[int, int, int] | None) -> np.ndarray:
+    """A 2D image as it is; a volume ``(D, H, W)`` as its axial ``[d]``, coronal ``[:, h]`` and sagittal ``[:, :, w]``
+    planes through ``at``, side by side (volumes are cubes here: resized to the model's size), one blank column
+    between them."""
+    if at is None:
+        return array
+    d, h, w = at
+    gap = np.full((array.shape[1], 1), np.nan, dtype=np.float32)
+    return np.concatenate([array[d], gap, array[:, h], gap, array[:, :, w]], axis=1)
 
 
 def _class_name(result: Explanation, index) -> str:

@@ -1,6 +1,7 @@
 """``medtl export RUN --format onnx``: one self-contained ONNX file that checks itself against torch.
 
-The graph takes the *preprocessed* batch, float32 NCHW ``(batch, C, S, S)`` with a dynamic batch axis, and returns
+The graph takes the *preprocessed* batch, float32 NCHW ``(batch, C, S, S)`` (volume models: NCDHW ``(batch, C, S, S,
+S)``) with a dynamic batch axis, and returns
 class probabilities (softmax; sigmoid for multi-label). Reading, resizing and normalising stay outside the graph,
 described in the file's ``metadata_props`` and in ``model.onnx.json`` beside it, so any runtime can reproduce them;
 ``medtl predict model.onnx`` does them with the same code as training. The weights are inside the file (no
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,10 @@ from torch import nn
 from .. import __version__
 from ..artifacts import load_model, write_json
 from ..config import TrainConfig
-from ..data import Preprocess, load_dataset
+from ..data import Preprocess
 from ..errors import ConfigError, MedtlError
 from ..model import Classifier
+from ..resolve import load_data
 from ..training import predict as torch_predict
 from ..training.loop import probabilities
 from .card import MODEL_CARD
@@ -32,6 +34,13 @@ OPSET = 18
 TOLERANCE = 1e-4  # max |onnxruntime - torch| over the probabilities of the parity images
 PARITY_IMAGES = 64
 FORMATS = ("onnx",)
+IMAGE_STEPS = ("decode (grey stays 1 channel, colour RGB, alpha on black); resize to read_size (PIL bilinear); scale "
+               "to [0, 1] (8-bit: /255, 16-bit: /65535); resize to image_size (bilinear, antialiased when shrinking); "
+               "subtract mean, divide by std (a grey model uses the means of the 3 entries)")
+VOLUME_STEPS = ("read the volume (MedMNIST array, NIfTI, or a DICOM series ordered by slice position with its rescale "
+                "applied); resample to the run's spacing if it has one; map to [0, 1] through the run's window, else "
+                "the volume's min-max; resize to image_size cubed (area when every axis shrinks, else trilinear); "
+                "subtract mean, divide by std (the means of the 3 entries)")
 
 
 class ExportError(MedtlError):
@@ -71,12 +80,10 @@ def export(run: str | Path, out: str | Path | None = None, format: str = "onnx",
     run = Path(run)
     model = load_model(run)
     spec = model.spec
-    if spec.volume is not None:
-        raise ConfigError(f"{run} is a volume model ({spec.volume}); ONNX export covers 2D models only.")
     out = Path(out) if out is not None else run / "export"
     out.mkdir(parents=True, exist_ok=True)
     path = out / ONNX_FILE
-    example = torch.zeros(2, spec.in_chans, spec.image_size, spec.image_size)
+    example = torch.zeros(2, spec.in_chans, *[spec.image_size] * (3 if spec.volume else 2))
     torch.onnx.export(WithProbabilities(model).eval(), (example,), str(path), dynamo=True, external_data=False,
                       opset_version=OPSET, input_names=["input"], output_names=["probabilities"],
                       dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, verbose=False)
@@ -106,17 +113,16 @@ def describe(model: Classifier) -> dict:
     """What a runtime needs besides the graph: input layout and preprocessing, classes, threshold, provenance.
     ``metadata`` holds the same as flat strings (ONNX ``metadata_props``), the ModelSpec whole under ``medtl.model``."""
     spec = model.spec
+    steps = VOLUME_STEPS if spec.volume else IMAGE_STEPS
     preprocessing = {
         "read_size": spec.read_size or spec.image_size, "image_size": spec.image_size, "channels": spec.in_chans,
-        "mean": spec.mean, "std": spec.std,
-        "steps": "decode (grey stays 1 channel, colour RGB, alpha on black); resize to read_size (PIL bilinear); "
-                 "scale to [0, 1] (8-bit: /255, 16-bit: /65535); resize to image_size (bilinear, antialiased when "
-                 "shrinking); subtract mean, divide by std (a grey model uses the means of the 3 entries)",
+        "mean": spec.mean, "std": spec.std, "steps": steps,
     }
+    spatial = 3 if spec.volume else 2
     info = {
         "format": "onnx", "opset": OPSET, "medtl_version": __version__, "torch_version": torch.__version__,
-        "input": {"name": "input", "layout": "NCHW", "dtype": "float32",
-                  "shape": ["batch", spec.in_chans, spec.image_size, spec.image_size]},
+        "input": {"name": "input", "layout": "NCDHW" if spec.volume else "NCHW", "dtype": "float32",
+                  "shape": ["batch", spec.in_chans, *[spec.image_size] * spatial]},
         "output": {"name": "probabilities", "shape": ["batch", spec.num_classes],
                    "function": "sigmoid" if spec.task == "multilabel" else "softmax"},
         "preprocessing": preprocessing, "classes": spec.classes, "task": spec.task, "threshold": spec.threshold,
@@ -135,6 +141,5 @@ def parity_images(run: Path, image_size: int) -> torch.Tensor:
     cfg = TrainConfig.load(run / "config.yaml") if (run / "config.yaml").is_file() else None
     if cfg is None:
         raise ConfigError(f"{run} has no config.yaml, so its data set (needed to check the export) is unknown.")
-    data = load_dataset(cfg.data, root=cfg.data_root, image_size=image_size, split=tuple(cfg.split), seed=cfg.data_seed,
-                        skip_bad_images=True)
+    data = load_data(replace(cfg, image_size=image_size, skip_bad_images=True))  # volumes: the run's window, spacing
     return data.test.images[:PARITY_IMAGES]

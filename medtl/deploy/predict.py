@@ -86,11 +86,8 @@ class TorchScorer(Scorer):
 
     def __init__(self, run_dir: Path) -> None:
         self.model = load_model(run_dir)
-        if self.model.spec.volume is not None:
-            raise ConfigError(f"{run_dir} is a volume model ({self.model.spec.volume}); `medtl predict` reads 2D image "
-                              f"files. Score volumes with `medtl evaluate {run_dir} --data FOLDER_OR_CSV --out DIR`.")
-        self.model = self.model.to(memory_format=torch.channels_last)
         super().__init__(self.model.spec)
+        self.model = self.model.to(memory_format=torch.channels_last)
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         return torch_predict(self.model, images, self.preprocess, self.spec.task, channels_last=True)[0]
@@ -207,6 +204,10 @@ def predict(model: str | Path | Scorer, inputs: Sequence[str | Path], out: str |
     """
     check_tta(tta)
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
+    if scorer.spec.volume is not None:
+        raise ConfigError(f"{model} is a volume model ({scorer.spec.volume}); `medtl predict` reads 2D image files. "
+                          "Score volumes with `medtl evaluate RUN --data FOLDER_OR_CSV --out DIR`, or run the exported "
+                          "ONNX file on volumes preprocessed as its model.onnx.json says.")
     spec = scorer.spec
     classes = spec.classes or [str(i) for i in range(spec.num_classes)]  # runs that recorded no class names
     threshold = decision_threshold(spec, threshold)
