@@ -2,7 +2,7 @@
 same step in the default memory layout: EfficientNet-Lite0 at its default cut, random weights, AdrenalMNIST3D-sized
 batches (32 volumes of 28³, one channel), forward + backward + AdamW, interleaved rounds, median per-round ratio.
 
-``python -m benchmarks.volume_conv [--volume acs] [--size 28] [--rounds 5]``
+``python -m benchmarks.volume_conv [--volume acs] [--size 28] [--rounds 5] [--out FILE.json]``
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", help="also write the result (with the machine) to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -60,6 +62,8 @@ def main(argv: list[str]) -> dict:
     result = {"machine": machine(), "args": vars(args), "rounds": rows,
               "speedup": statistics.median(r["default"] / r["channels_last_3d"] for r in rows)}
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
