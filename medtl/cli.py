@@ -451,6 +451,8 @@ def _interrupted(command: str, error: KeyboardInterrupt) -> str:
     if command in ("compare", "search"):
         return (f"medtl: interrupted; run the same `medtl {command}` command again: finished runs are kept and "
                 "interrupted ones resume from their checkpoints.")
+    if run is not None and getattr(error, "finished", False):
+        return f"medtl: interrupted as {run} finished; its results are complete."
     if run is not None:
         return f"medtl: interrupted; continue with `medtl train --resume {run}`."
     return "medtl: interrupted before a run directory was created; nothing to resume."

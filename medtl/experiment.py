@@ -211,6 +211,10 @@ def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, re
                                                       fingerprints["data"])) or run.metrics()
     if verbose:
         log.info(summary(metrics))
+    if fit.interrupted:  # asked to stop during the last epoch: the run is complete, the command (a grid) stops
+        stopped = KeyboardInterrupt()
+        stopped.finished = True
+        raise stopped
     return RunResult(metrics, model.cpu().eval(), run.path, p.cfg)
 
 

@@ -218,6 +218,23 @@ def test_an_interrupted_run_checkpoints_and_names_itself(sig, tmp_path: Path) ->
     assert not (run / RunDir.LOCK).exists()
 
 
+def test_a_stop_asked_for_in_the_last_epoch_finishes_the_run_then_stops(tmp_path: Path) -> None:
+    """SIGTERM during a run's last epoch: the run completes (metrics written) and the command still stops, so a
+    grid does not go on to its next run (it once did: the request was dropped with the finished epoch)."""
+    from medtl.cli import _interrupted
+    from medtl.experiment import start
+
+    cfg = TrainConfig(backbone="efficientnet_lite0", cut="blocks.1", image_size=32, epochs=2, threads=1, report=False,
+                      bootstrap=0, out=str(tmp_path / "runs"))
+    last = lambda row: row["epoch"] < 2 or signal.raise_signal(signal.SIGTERM) or True  # noqa: E731
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        start(cfg, verbose=False, report=last)
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "metrics.json").is_file() and getattr(stopped.value, "finished", False)
+    assert "its results are complete" in _interrupted("train", stopped.value)
+    assert "run the same `medtl compare` command again" in _interrupted("compare", stopped.value)
+
+
 def test_interruption_before_a_run_exists_offers_no_resume() -> None:
     from medtl.cli import _interrupted
 

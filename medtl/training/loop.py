@@ -127,6 +127,7 @@ class FitResult:
     best_epoch: int = 0
     best_state: dict | None = None
     stopped_early: bool = False
+    interrupted: bool = False  # a stop was asked for during the last epoch: the run is complete, the caller stops
 
 
 @dataclass
@@ -302,7 +303,7 @@ class Trainer:
                 if stop:
                     break
         warn_if_at_chance([row for row in s.history if row["epoch"] == s.best_epoch], "at the selected epoch")
-        return FitResult(s.history, s.best_epoch, s.best_state, stop)
+        return FitResult(s.history, s.best_epoch, s.best_state, stop, interrupt.requested is not None)
 
     def session(self, model: Classifier, strategy: Strategy, data: ImageDataset, generator: torch.Generator) -> Session:
         """Model on the device, data on its home, optimiser, schedule and loss as the config says."""
