@@ -283,7 +283,7 @@ def test_svcca_gradcam_and_onnx_of_a_3d_run_are_3d(tmp_path: Path) -> None:
     assert [c.cut.name for c in result.cuts][-1] == "blocks.1"
     assert all(len(c.shape) == 4 and "depth" in c.row() for c in result.cuts)  # (C, D, H, W) feature maps
     assert "SVCCA mean" in result.table()
-    # Grad-CAM: a 3D map per volume at the model's size, drawn as the three planes through its peak
+    # Grad-CAM: a 3D map per volume at the model's size, drawn as its three maximum projections
     assert main(["explain", str(run), "--images", "2", "--out", str(tmp_path / "cam")]) == 0
     arrays = np.load(tmp_path / "cam" / "gradcam.npz")
     assert arrays["maps_0"].shape == arrays["images_0"].shape == (2, 16, 16, 16)

@@ -168,6 +168,8 @@ def _title(config: TrainConfig, spec) -> str:
     layer, TF's last pretrained one), as the paper labels its columns."""
 
     name = PAPER_NAMES.get(config.strategy, config.strategy)
+    if spec.volume:  # the 2D-to-3D conversion tells two volume models of one strategy apart
+        name = f"{name} {spec.volume}"
     if config.strategy == "lwft" and config.freeze_to:
         return f"{name} (frozen to {config.freeze_to})"
     if config.strategy == "transfusion" and config.slim_from:
@@ -190,57 +192,46 @@ def write_explanation(result: Explanation, out: str | Path) -> tuple[Path, Path]
 
 
 def plot_explanation(result: Explanation, path: Path) -> None:
-    """One column per run, one row per image. A volume is drawn as its axial, coronal and sagittal planes side by
-    side, through the peak of the map drawn over them (the image column: through the first run's peak)."""
+    """One column per run, one row per image. A volume is drawn as its maximum-intensity projections along depth,
+    height and width side by side, the map's maximum projections over them: a plane through one point would miss
+    small structures that the coarse map at a deep cut cannot point to exactly."""
     plt = _pyplot()
     volume = result.maps[0].ndim == 4  # (images, D, H, W)
     rows, cols = len(result.indices), len(result.runs) + 1
     width = 3 * 1.9 if volume else 1.9
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 1.9 * rows + 0.5), squeeze=False)
     for i in range(rows):
-        at = _peak(result.maps[0][i]) if volume else None
-        axes[i, 0].imshow(_planes(result.images[0][i], at), cmap="gray", vmin=0, vmax=1)
+        axes[i, 0].imshow(_planes(result.images[0][i], volume), cmap="gray", vmin=0, vmax=1)
         axes[i, 0].set_ylabel(f"#{result.indices[i]}\n{_class_name(result, result.labels[i])}", fontsize=8)
         for r in range(len(result.runs)):
             ax = axes[i, r + 1]
-            at = _peak(result.maps[r][i]) if volume else None
-            ax.imshow(_planes(result.images[r][i], at), cmap="gray", vmin=0, vmax=1)
-            ax.imshow(_planes(result.maps[r][i], at), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.imshow(_planes(result.images[r][i], volume), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(_planes(result.maps[r][i], volume), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             if not result.maps[r][i].any():  # say so, rather than leave a uniform colour to be misread
                 ax.text(0.5, 0.5, "no positive\nevidence", transform=ax.transAxes, ha="center", va="center",
                         fontsize=8, color="white")
-            where = f" at d,h,w = {','.join(map(str, at))}" if volume else ""
-            ax.set_xlabel(f"p({_class_name(result, result.targets[r, i])}) = {result.probs[r, i]:.2f}{where}",
-                          fontsize=7, labelpad=2)
+            ax.set_xlabel(f"p({_class_name(result, result.targets[r, i])}) = {result.probs[r, i]:.2f}", fontsize=7,
+                          labelpad=2)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     for c, title in enumerate(["image", *result.titles]):
         axes[0, c].set_title(title, fontsize=9)
     where = f"at {result.layer}" if result.layer else "at each model's cut"
-    planes = "; volumes: axial | coronal | sagittal planes through the map's peak" if volume else ""
+    planes = ("; volumes: maximum projections along depth | height | width" if volume else "")
     fig.suptitle(f"Grad-CAM {where}, {result.split} images{planes}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
 
-def _peak(volume_map: np.ndarray) -> tuple[int, int, int]:
-    """The voxel where a 3D map is largest (the centre when it is empty)."""
-    if not volume_map.any():
-        return tuple(n // 2 for n in volume_map.shape)
-    return tuple(int(v) for v in np.unravel_index(np.argmax(volume_map), volume_map.shape))
-
-
-def _planes(array: np.ndarray, at: tuple[int, int, int] | None) -> np.ndarray:
-    """A 2D image as it is; a volume ``(D, H, W)`` as its axial ``[d]``, coronal ``[:, h]`` and sagittal ``[:, :, w]``
-    planes through ``at``, side by side (volumes are cubes here: resized to the model's size), one blank column
-    between them."""
-    if at is None:
+def _planes(array: np.ndarray, volume: bool) -> np.ndarray:
+    """A 2D image as it is; a volume ``(D, H, W)`` as its maximum projections along depth, height and width side by
+    side (volumes are cubes here: resized to the model's size), one blank column between them."""
+    if not volume:
         return array
-    d, h, w = at
     gap = np.full((array.shape[1], 1), np.nan, dtype=np.float32)
-    return np.concatenate([array[d], gap, array[:, h], gap, array[:, :, w]], axis=1)
+    return np.concatenate([array.max(0), gap, array.max(1), gap, array.max(2)], axis=1)
 
 
 def _class_name(result: Explanation, index) -> str:
