@@ -207,7 +207,7 @@ def member_cost(members: list[RunDir], specs: list[ModelSpec], records: list[dic
     latencies = []
     for m, s in zip(members, specs):
         model = load_model(m.path)
-        latencies.append(latency_ms(model, s.in_chans, s.image_size))
+        latencies.append(latency_ms(model, s.in_chans, s.image_size, dims=len(s.input_shape) - 1))
     return {"parameters": sum(r["parameters"] for r in records),
             "trainable_parameters": sum(r.get("trainable_parameters", r["parameters"]) for r in records),
             "macs": sum(r["macs"] for r in records), "cpu_latency_ms": float(sum(latencies)),

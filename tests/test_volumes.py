@@ -265,6 +265,11 @@ def test_train_on_volumes_with_every_conversion_reports_3d_cost(tmp_path: Path, 
         assert spec["volume"] == mode and spec["cut"] == "blocks.1"
         assert metrics["macs"] > 0 and 0 <= metrics["test_auroc"] <= 1
     assert "volumes: the 2D network" not in caplog.text  # --volume was given each time
+    # the three conversions' runs saw the same volumes: an ensemble averages them and times each member on volumes
+    runs = [str(next((tmp_path / mode).iterdir())) for mode in VOLUME_MODES]
+    assert main(["ensemble", *runs, "--out", str(tmp_path / "ens"), "--bootstrap", "0", "--no-report"]) == 0
+    cost = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert len(cost["member_latency_ms"]) == 3 and cost["cpu_latency_ms"] > 0
 
 
 def test_cut_auto_scores_the_3d_features_of_every_cut(tmp_path: Path) -> None:
