@@ -64,9 +64,9 @@ class TrainConfig:
                                 factory=lambda: [0.7, 0.1, 0.2], low=0.0, high=1.0)
     resplit: int | None = option(None, "pool train, val and test and draw a new stratified split (--split fractions) "
                                  "with this seed", low=0, high=MAX_SEED, grid=False)
-    split_seed: int | None = option(None, "seed of the splits medtl draws (validation from train, or --split fractions), "
-                                    "when it should not follow --seed: a fixed validation split lets the runs of "
-                                    "several seeds be compared on, and ensembled over, the same images",
+    split_seed: int | None = option(None, "seed of the splits medtl draws (validation from train, or --split "
+                                    "fractions), when it should not follow --seed: a fixed validation split lets the "
+                                    "runs of several seeds be compared on, and ensembled over, the same images",
                                     low=0, high=MAX_SEED, omit_default=True)
     skip_bad_images: bool = option(False, "leave unreadable image files out (listed in the run's skipped_files.txt) "
                                    "instead of failing")
@@ -112,8 +112,8 @@ class TrainConfig:
                             "height, width) or none", omit_default=True)
     image_size: int = option(64, "model input size in pixels", low=1, high=MAX_IMAGE_SIZE)
     start_size: int | None = option(None, "progressive resizing: train at this size for the first half of the epochs, "
-                                    "growing to --image-size by 80%% of them (validation and test at --image-size; early stopping waits for "
-                                    "--image-size)",
+                                    "growing to --image-size by 80%% of them (validation and test at --image-size; "
+                                    "early stopping waits for --image-size)",
                                     low=1, high=MAX_IMAGE_SIZE)
     # optimisation
     epochs: int | None = option(None, "training epochs (default: about 64,000 images seen, at least 5 and at most "
@@ -149,8 +149,7 @@ class TrainConfig:
                            "quadratic-weighted kappa and mean absolute grade error", run_only=True)
     # run
     seed: int = option(0, "random seed (initialisation, batches, augmentation, and the splits medtl draws unless "
-                       "--split-seed is given)", low=0,
-                       high=MAX_SEED, grid=False)
+                       "--split-seed is given)", low=0, high=MAX_SEED, grid=False)
     out: str = option("runs", "directory that receives run directories", run_only=True)
     name: str | None = option(None, "run directory name (default: timestamp, data, backbone, strategy, cut, seed)",
                               run_only=True, grid=False)

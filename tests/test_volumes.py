@@ -297,7 +297,8 @@ def test_svcca_gradcam_and_onnx_of_a_3d_run_are_3d(tmp_path: Path) -> None:
     assert main(["export", str(run), "--out", str(tmp_path / "onnx")]) == 0
     info = json.loads((tmp_path / "onnx" / "model.onnx.json").read_text())
     assert info["input"]["layout"] == "NCDHW" and info["input"]["shape"] == ["batch", 1, 16, 16, 16]
-    assert main(["predict", str(tmp_path / "onnx" / "model.onnx"), str(tmp_path), "--out", str(tmp_path / "p.csv")]) == 2
+    onnx_file = str(tmp_path / "onnx" / "model.onnx")
+    assert main(["predict", onnx_file, str(tmp_path), "--out", str(tmp_path / "p.csv")]) == 2
 
 
 @pytest.mark.slow

@@ -83,7 +83,7 @@ def export(run: str | Path, out: str | Path | None = None, format: str = "onnx",
     out = Path(out) if out is not None else run / "export"
     out.mkdir(parents=True, exist_ok=True)
     path = out / ONNX_FILE
-    example = torch.zeros(2, spec.in_chans, *[spec.image_size] * (3 if spec.volume else 2))
+    example = torch.zeros(2, *spec.input_shape)
     torch.onnx.export(WithProbabilities(model).eval(), (example,), str(path), dynamo=True, external_data=False,
                       opset_version=OPSET, input_names=["input"], output_names=["probabilities"],
                       dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, verbose=False)
@@ -118,11 +118,10 @@ def describe(model: Classifier) -> dict:
         "read_size": spec.read_size or spec.image_size, "image_size": spec.image_size, "channels": spec.in_chans,
         "mean": spec.mean, "std": spec.std, "steps": steps,
     }
-    spatial = 3 if spec.volume else 2
     info = {
         "format": "onnx", "opset": OPSET, "medtl_version": __version__, "torch_version": torch.__version__,
         "input": {"name": "input", "layout": "NCDHW" if spec.volume else "NCHW", "dtype": "float32",
-                  "shape": ["batch", spec.in_chans, *[spec.image_size] * spatial]},
+                  "shape": ["batch", *spec.input_shape]},
         "output": {"name": "probabilities", "shape": ["batch", spec.num_classes],
                    "function": "sigmoid" if spec.task == "multilabel" else "softmax"},
         "preprocessing": preprocessing, "classes": spec.classes, "task": spec.task, "threshold": spec.threshold,
