@@ -35,7 +35,7 @@ from medtl.evaluation import classification_metrics
 from medtl.model import Classifier
 from medtl.rundir import RunDir
 from medtl.training import Trainer, loop
-from medtl.training.device import autocast
+from medtl.inference import autocast
 
 SPENT: dict[str, float] = defaultdict(float)  # seconds inside the loop's wrapped calls, by phase
 

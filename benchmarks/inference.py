@@ -1,6 +1,6 @@
 """Inference cost of truncated models against the full model, next to their MACs ratio (the paper's
 compactness claim): latency at batch 1 and throughput at batch 64, 3-channel 224 px input, eval mode without
-autograd, channels_last (as ``medtl.training.predict`` runs them). Random weights: speed does not depend on them.
+autograd, channels_last (as ``medtl.inference.predict`` runs them). Random weights: speed does not depend on them.
 """
 from __future__ import annotations
 

@@ -348,7 +348,7 @@ def _data(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig.from_dict({k: getattr(args, k) for k in _CHECK_OPTIONS if hasattr(args, k)})
     return check_command(args.data, out=args.out, threshold=args.threshold, root=cfg.data_root,
-                         image_size=cfg.image_size, split=tuple(cfg.split), seed=cfg.data_seed, group_by=cfg.group_by,
+                         image_size=cfg.read_size, split=tuple(cfg.split), seed=cfg.data_seed, group_by=cfg.group_by,
                          skip_bad_images=cfg.skip_bad_images, threads=cfg.threads)
 
 

@@ -25,6 +25,7 @@ from .errors import ConfigError, unknown
 MAX_IMAGE_SIZE = 2048  # 2D: 2048² float images are 16 MB each; larger inputs are a typo, not a study
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_CONFIG_BYTES = 1 << 20
+DEFAULT_IMAGE_SIZE = 64  # 2D images, and volume files (resized to this cube when read); see medtl.resolve.image_size_for
 VOLUME_MODES = ("acs", "i3d", "2.5d")  # 2D-to-3D conversions (medtl.backbones.volume); here: --help stays light
 
 
@@ -110,7 +111,9 @@ class TrainConfig:
                                          "before resizing to --image-size", low=0.0, low_open=True, omit_default=True)
     flip_axes: str = option("w", "volumes: axes the training augmentation flips at random, letters of dhw (depth, "
                             "height, width) or none", omit_default=True)
-    image_size: int = option(64, "model input size in pixels", low=1, high=MAX_IMAGE_SIZE)
+    image_size: int | None = option(None, "model input size in pixels (default: 64 for 2D images; for volumes the "
+                                    "smallest multiple of the network's total stride at or above their stored size, "
+                                    "32 for MedMNIST's 28^3)", low=1, high=MAX_IMAGE_SIZE)
     start_size: int | None = option(None, "progressive resizing: train at this size for the first half of the epochs, "
                                     "growing to --image-size by 80%% of them (validation and test at --image-size; "
                                     "early stopping waits for --image-size)",
@@ -178,6 +181,12 @@ class TrainConfig:
         return asdict(self)
 
     @property
+    def read_size(self) -> int:
+        """The size folder and CSV files are resized to when read: ``image_size``, or the 2D default while the
+        data-dependent default is not yet resolved (:func:`medtl.resolve.image_size_for`)."""
+        return self.image_size or DEFAULT_IMAGE_SIZE
+
+    @property
     def data_seed(self) -> int:
         """The seed of drawn splits: ``split_seed``, else the run's ``seed``."""
         return self.seed if self.split_seed is None else self.split_seed
@@ -233,9 +242,9 @@ class TrainConfig:
                               f"{self.crop_scale}.")
         if self.time_limit is not None:
             parse_duration(self.time_limit)
-        if self.start_size is not None and self.start_size > self.image_size:
+        if self.start_size is not None and self.start_size > self.read_size:
             raise ConfigError(f"start_size ({self.start_size}) is the first size of progressive resizing and must not "
-                              f"exceed image_size ({self.image_size}).")
+                              f"exceed image_size ({self.read_size}).")
         if self.spacing is not None and len(self.spacing) != 3:
             raise ConfigError(f"spacing must be three voxel sizes Z,Y,X in mm, got {self.spacing}.")
         if self.name is not None and (not self.name or any(c in self.name for c in "/\\\0") or self.name in

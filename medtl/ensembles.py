@@ -25,10 +25,16 @@ import torch
 from .artifacts import MODEL_SPEC, MODEL_WEIGHTS, load_model, weights_sha256
 from .deploy.card import MODEL_CARD, ensemble_card
 from .errors import ConfigError, DataError
-from .evaluation import classification_metrics, evidence, latency_ms, predictions_table, with_calibrated
+from .evaluation import (
+    classification_metrics,
+    evidence,
+    latency_ms,
+    predictions_table,
+    with_calibrated,
+)
 from .evaluation.threshold import run_operating_point
-from .experiment import provenance
 from .model import ModelSpec
+from .provenance import provenance
 from .rundir import RunDir, make_dir
 
 ENSEMBLE = "ensemble.json"

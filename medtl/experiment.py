@@ -3,17 +3,12 @@ interrupted (refused when its config or data no longer match what was checkpoint
 from __future__ import annotations
 
 import logging
-import os
-import platform
-import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 
 from .analysis.autocut import AutoCut, estimate_cut
@@ -22,18 +17,33 @@ from .data import ImageDataset, Preprocess
 from .data.balance import warn_imbalance
 from .data.check import warn_leakage
 from .data.volume_augment import parse_axes
-from .errors import ConfigError, DataError, MedtlWarning
-from . import __version__
 from .deploy.card import MODEL_CARD, model_card
-from .evaluation import (classification_metrics, count_macs, count_parameters, evidence, latency_ms,
-                         predictions_table, with_calibrated)
+from .errors import ConfigError, DataError, MedtlWarning
+from .evaluation import (
+    classification_metrics,
+    count_macs,
+    count_parameters,
+    evidence,
+    latency_ms,
+    predictions_table,
+    with_calibrated,
+)
 from .evaluation.threshold import run_operating_point
+from .inference import predict
 from .model import Classifier
-from .resolve import load_data, make_strategy, model_weights, resolve_device, volume_of
+from .provenance import provenance
+from .resolve import (
+    image_size_for,
+    load_data,
+    make_strategy,
+    model_weights,
+    resolve_device,
+    volume_of,
+)
 from .rundir import RunDir, data_fingerprint
 from .source import SourceRun
 from .strategies import Strategy
-from .training import Trainer, distributed, predict, seed_everything
+from .training import Trainer, distributed, seed_everything
 from .training.budget import measure_epoch
 from .training.recipe import resolve as resolve_recipe
 
@@ -73,6 +83,11 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     device = distributed.setup(resolve_device(cfg.device))  # under torchrun: this process's device
     strategy = make_strategy(cfg)
     data = load_data(cfg)
+    if cfg.image_size is None:  # the default for the data: config.yaml records it
+        cfg = replace(cfg, image_size=image_size_for(cfg, data))
+        if verbose and data.is_volume:
+            log.info(f"volumes: {cfg.image_size}^3 voxels (the default for {data.name}'s "
+                     f"{'x'.join(map(str, data.image_shape[1:]))} volumes; set --image-size to change it)")
     if cfg.ordinal_head and (data.task == "multilabel" or data.num_classes < 3):
         raise ConfigError(f"--ordinal-head needs ordered grades, one per image, at least 3 of them; {data.name} is "
                           f"{data.task} with {data.num_classes} classes.")
@@ -289,20 +304,6 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
     run.write_metrics(metrics)
     run.write_text(MODEL_CARD, model_card(run.path))
     return metrics
-
-
-def provenance() -> dict:
-    """What produced the run: the command line, versions, the git commit of the working directory (when it is a
-    checkout) and the machine."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"command": [Path(sys.argv[0]).name, *sys.argv[1:]],
-            "versions": {"medtl": __version__, "torch": torch.__version__, "timm": timm.__version__,
-                         "python": platform.python_version()},
-            "git_commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
 
 
 def split_counts(data: ImageDataset) -> dict[str, dict[str, int]]:

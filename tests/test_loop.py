@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medtl.config import TrainConfig
-from medtl.training.device import eval_batch_size
+from medtl.inference import eval_batch_size
 from medtl.training.loop import batches, make_schedule, num_batches
 
 
@@ -54,3 +54,39 @@ def test_schedule_restarts_its_warm_up_when_lp_ft_thaws_the_trunk():
 
 def test_evaluation_batches_hold_the_same_number_of_pixels_at_every_size():
     assert [eval_batch_size(s) for s in (28, 64, 128, 224, 5000)] == [1024, 256, 64, 20, 1]
+
+
+def test_a_trainer_from_a_plain_train_config_resolves_what_the_recipe_leaves_open(tmp_path):
+    """A Python user's ``TrainConfig()`` leaves epochs, patience, warm-up and image size to be resolved; the loop
+    resolves them (as ``medtl train`` does) instead of failing inside the schedule (warm-up None)."""
+    import torch
+
+    from conftest import tiny_npz
+    from medtl import TrainConfig, build_classifier, load_dataset
+    from medtl.resolve import make_strategy
+    from medtl.rundir import RunDir
+    from medtl.training import Trainer
+
+    data = load_dataset(str(tiny_npz(tmp_path / "tiny.npz")))
+    cfg = TrainConfig(backbone="resnet18", weights="none", epochs=1, batch_size=8, augment=False, cut="layer1")
+    assert cfg.warmup_epochs is None and cfg.patience is None and cfg.image_size is None
+    model = build_classifier("resnet18", 2, cut="layer1", weights=None, in_chans=1, image_size=32)
+    trainer = Trainer(cfg, torch.device("cpu"), verbose=False)
+    fit = trainer.fit(model, make_strategy(cfg), data, RunDir.create(tmp_path, "run"), torch.Generator().manual_seed(0))
+    assert [row["epoch"] for row in fit.history] == [1]
+    assert trainer.cfg.image_size == 32 and trainer.cfg.warmup_epochs == 0.05 and trainer.cfg.patience == 3
+
+
+def test_a_trainer_refuses_a_config_for_another_image_size(tmp_path):
+    import pytest
+    import torch
+
+    from conftest import tiny_npz
+    from medtl import TrainConfig, build_classifier, load_dataset
+    from medtl.errors import ConfigError
+    from medtl.training import Trainer
+
+    data = load_dataset(str(tiny_npz(tmp_path / "tiny.npz")))
+    model = build_classifier("resnet18", 2, cut="layer1", weights=None, in_chans=1, image_size=32)
+    with pytest.raises(ConfigError, match="image_size 64 is not the 32 px"):
+        Trainer(TrainConfig(image_size=64), torch.device("cpu")).resolved(model, data)

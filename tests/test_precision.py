@@ -9,8 +9,8 @@ from medtl.config import TrainConfig
 from medtl.data import Preprocess
 from medtl.errors import ConfigError
 from medtl.model import build_classifier
-from medtl.training import predict
-from medtl.training.device import autocast, check_precision, data_home, grad_scaler, to_device
+from medtl.inference import autocast, predict, to_device
+from medtl.training.device import check_precision, data_home, grad_scaler
 
 CPU = torch.device("cpu")
 

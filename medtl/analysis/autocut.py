@@ -24,7 +24,7 @@ from ..backbones.volume import volume_backbone
 from ..config import TrainConfig
 from ..data import ImageDataset, Preprocess
 from ..errors import ConfigError, DataError
-from ..resolve import load_data, model_weights, volume_of
+from ..resolve import image_size_for, load_data, model_weights, volume_of
 from ..source import SourceRun
 from .features import walk_cuts
 
@@ -211,5 +211,5 @@ def estimate_for(cfg: TrainConfig, metric: str = "auroc") -> AutoCut:
     """:func:`estimate_cut` on ``cfg``'s data, backbone, image size and pretrained weights: the estimate a grid or
     a search makes once for all its runs."""
     data = load_data(cfg)
-    return estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), metric=metric,
+    return estimate_cut(cfg.backbone, data, image_size_for(cfg, data), weights=model_weights(cfg), metric=metric,
                         volume=volume_of(cfg, data))

@@ -77,7 +77,7 @@ def write_reports(base: TrainConfig, rows: list[dict], table: list[dict], record
     write_csv(out / "configurations.csv", rows)
     write_csv(out / "table.csv", table)
     repeats = max(r["runs"] for r in rows)
-    header = (f"# {base.data}, {base.backbone} ({base.weights} weights), {base.image_size} px, {repeats} repeat(s)\n\n"
+    header = (f"# {base.data}, {base.backbone} ({base.weights} weights), {base.image_size or 'default'} px, {repeats} repeat(s)\n\n"
               f"Mean ± std over the repeats. -1: best block-level configuration, -2: best over every cut, both "
               f"chosen on mean validation {select.upper()} only. P: parameters; T: CPU latency per image "
               f"(batch 1, median).\n\n")

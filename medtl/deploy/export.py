@@ -23,10 +23,10 @@ from ..artifacts import load_model, write_json
 from ..config import TrainConfig
 from ..data import Preprocess
 from ..errors import ConfigError, MedtlError
+from ..inference import predict as torch_predict
+from ..inference import probabilities
 from ..model import Classifier
 from ..resolve import load_data
-from ..training import predict as torch_predict
-from ..training.loop import probabilities
 from .card import MODEL_CARD
 from .predict import ONNX_FILE, SPEC_KEY, OnnxScorer, require_onnxruntime
 

@@ -29,7 +29,7 @@ from ..data.images import IMAGE_EXTENSIONS, is_image_file, load_images, read_ima
 from ..ensembles import ENSEMBLE, read_ensemble
 from ..errors import ConfigError, DataError, MedtlWarning
 from ..model import ModelSpec
-from ..training import predict as torch_predict
+from ..inference import predict as torch_predict
 
 TTA = ("none", "hflip")
 BATCH = 256  # files read and scored at once: bounds memory (256 images at 224 px RGB are 38 MB as uint8)

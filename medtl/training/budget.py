@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data import ImageDataset, Preprocess
+from ..inference import predict
 from ..model import Classifier
 from ..strategies import Strategy
-from .loop import Session, Trainer, num_batches, predict, train_one_epoch
+from .loop import Session, Trainer, num_batches, train_one_epoch
 from .recipe import EpochCost
 
 STEPS = 3  # timed training steps, after one untimed step (allocation, kernel selection)

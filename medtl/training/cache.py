@@ -13,8 +13,8 @@ import logging
 import torch
 
 from ..data import Preprocess
+from ..inference import eval_batch_size, to_device
 from ..model import Classifier
-from .device import eval_batch_size, to_device
 
 log = logging.getLogger("medtl")
 

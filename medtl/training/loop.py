@@ -10,9 +10,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -20,21 +19,20 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig, parse_duration
 from ..data import ImageDataset, Preprocess
 from ..data.volume_augment import parse_axes
-from ..rundir import Checkpoint, RunDir
+from ..errors import ConfigError
 from ..evaluation import classification_metrics
+from ..inference import autocast, predict, to_device
 from ..model import Classifier
+from ..rundir import Checkpoint, RunDir
 from ..strategies import Strategy
 from . import distributed
 from .cache import PrefixCache
-from .device import autocast, check_precision, data_home, eval_batch_size, grad_scaler, to_device
+from .device import check_precision, data_home, grad_scaler
 from .health import CHANCE_EPOCHS, check_finite, warn_if_at_chance
+from .recipe import resolve as resolve_recipe
 from .recipe import size_at
 
 log = logging.getLogger("medtl")
-
-
-def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
-    return torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, dim=1)
 
 
 def make_loss(data: ImageDataset, cfg: TrainConfig, device: torch.device) -> nn.Module:
@@ -98,27 +96,6 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
         last = chunks.pop()
         chunks[-1] = torch.cat([chunks[-1], last])
     return chunks
-
-
-@torch.inference_mode()
-def predict(model: Classifier, images: torch.Tensor, preprocess: Preprocess, task: str, batch_size: int | None = None,
-            channels_last: bool = False, start: int = 0, precision: str = "fp32") -> tuple[np.ndarray, torch.Tensor]:
-    """Class probabilities (and logits) for ``images`` in eval mode, without autograd; with ``start > 0``,
-    ``images`` are cached features of the trunk's first ``start`` units. Batches go to the model's device."""
-    model.eval()
-    device = next(model.parameters()).device
-    batch_size = batch_size or eval_batch_size(preprocess.image_size)
-    logits = []
-    for i in range(0, len(images), batch_size):
-        x = to_device(images[i:i + batch_size], device)
-        if start == 0:
-            x = preprocess(x)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, precision):
-            logits.append(model(x, start).float())
-    out = torch.cat(logits)
-    return probabilities(out, task).cpu().numpy(), out
 
 
 @dataclass
@@ -239,7 +216,8 @@ class Paused(Exception):
 
 
 class Trainer:
-    """Trains a classifier built by a strategy; all options come from a :class:`TrainConfig`."""
+    """Trains a classifier built by a strategy; all options come from a :class:`TrainConfig`, which :meth:`fit`
+    completes first (:meth:`resolved`), so a config built in Python trains as the same options do on the command line."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device, verbose: bool = True):
         self.cfg = cfg
@@ -251,7 +229,7 @@ class Trainer:
             report: Callable[[dict], bool] | None = None) -> FitResult:
         """``report(row)`` sees every epoch's history row (restored ones again after a resume, so a scheduler that
         restarts a run sees its whole history); when it returns False the run checkpoints and raises :class:`Paused`."""
-        cfg = self.cfg
+        cfg = self.cfg = self.resolved(model, data)
         s = self.session(model, strategy, data, generator)
         first = 1
         if resume is not None:
@@ -304,6 +282,18 @@ class Trainer:
                     break
         warn_if_at_chance([row for row in s.history if row["epoch"] == s.best_epoch], "at the selected epoch")
         return FitResult(s.history, s.best_epoch, s.best_state, stop, interrupt.requested is not None)
+
+    def resolved(self, model: Classifier, data: ImageDataset) -> TrainConfig:
+        """The config as the loop runs it: the epochs, patience and warm-up it leaves open filled in by the recipe
+        (:func:`~medtl.training.recipe.resolve`, the one place of those rules; ``medtl train`` resolves earlier, from a
+        measured epoch, and resolving again changes nothing), and the image size the model was built for."""
+        cfg = self.cfg
+        if cfg.image_size is None:
+            cfg = replace(cfg, image_size=model.spec.image_size)
+        elif cfg.image_size != model.spec.image_size:
+            raise ConfigError(f"the config's image_size {cfg.image_size} is not the {model.spec.image_size} px the "
+                              "model was built for; build the model at the config's size.")
+        return resolve_recipe(cfg, len(data.train)).cfg
 
     def session(self, model: Classifier, strategy: Strategy, data: ImageDataset, generator: torch.Generator) -> Session:
         """Model on the device, data on its home, optimiser, schedule and loss as the config says."""
