@@ -155,15 +155,16 @@ def threads(rounds: int, batches: int = 3) -> list[dict]:
             for name in names]
 
 
-def precision_metrics(seeds: list[int], epochs: int = 30) -> list[dict]:
-    """The default configuration (EfficientNet-Lite0, ImageNet weights, default cut, 64 px) trained to the end in
-    fp32 and in bf16, each in its own process; test metrics per seed."""
+def precision_metrics(seeds: list[int], epochs: int = 30, options: dict | None = None) -> list[dict]:
+    """The default configuration (EfficientNet-Lite0, ImageNet weights, default cut, 64 px; other ``options`` of
+    ``medtl.train`` when given) trained to the end in fp32 and in bf16, each in its own process; test metrics per
+    seed."""
     rows = []
     out = tempfile.mkdtemp(prefix="medtl-bench-bf16-")
     for seed in seeds:
         for prec in ("fp32", "bf16"):
             spec = {"kind": "train", "options": {"seed": seed, "precision": prec, "epochs": epochs, "out": out,
-                                                 "threads": torch.get_num_threads()}}
+                                                 "threads": torch.get_num_threads(), **(options or {})}}
             res = subprocess.run([sys.executable, str(WORKER), json.dumps(spec)], capture_output=True, text=True,
                                  check=True).stdout
             result = json.loads(res.strip().splitlines()[-1])

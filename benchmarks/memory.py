@@ -26,6 +26,9 @@ RUNS = {  # name: (medtl.train options, training images; None = all)
     "efficientnet_lite0 default cut, 224 px": ({"image_size": 224, "weights": "none"}, 128),
     "resnet50 default cut (layer3), 224 px": ({"backbone": "resnet50", "image_size": 224, "weights": "none"}, 64),
 }
+SMOKE = "smoke: resnet18 random weights, layer1, 28 px"  # run.py --smoke only
+RUNS[SMOKE] = ({"backbone": "resnet18", "weights": "none", "cut": "layer1", "image_size": 28, "bootstrap": 0,
+                "batch_size": 8}, 16)
 
 
 def write_npz(data: ImageDataset, path: Path) -> Path:

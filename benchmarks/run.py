@@ -20,6 +20,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="EfficientNet-Lite0 at 64 px only: the headline ratios, channels_last, bf16, threads (~15 min "
                         "on a busy 2-core machine)")
+    p.add_argument("--smoke", action="store_true",
+                   help="every code path of the chosen sections once, at toy size (16 training images, one round, "
+                        "one epoch per call): proves the harness runs (tests/test_benchmarks.py); its figures mean "
+                        "nothing")
     p.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison (median reported)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
@@ -58,6 +62,8 @@ def main(argv: list[str]) -> None:
         sys.exit(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     data = medtl.load_dataset("breastmnist")
     r = args.rounds
+    if args.smoke:
+        return smoke(args, data, chosen)
     info = {**common.machine(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
     print(info, flush=True)
     jobs = {
@@ -81,6 +87,31 @@ def main(argv: list[str]) -> None:
             written = report.write(results, args.out)
     if args.out:
         print("wrote", *written)
+
+
+def smoke(args: argparse.Namespace, data, chosen: list[str]) -> None:
+    """Each chosen section once at toy size, through the same functions as a real run; rows are checked, not timed."""
+    import json
+
+    from benchmarks import common, contenders, fastpath, inference, memory, throughput
+
+    contenders.MedtlEpoch.EPOCHS = 1
+    tiny = contenders.shrink(data, 16)
+    jobs = {
+        "throughput": lambda: throughput.run(tiny, [("resnet18", 28)], 1),
+        "fastpath": lambda: (fastpath.memory_format(tiny, 1) + fastpath.precision(tiny, 1, ["resnet18"])
+                             + fastpath.autograd_modes(tiny, 1)),
+        "threads": lambda: fastpath.threads(1, batches=1),
+        "inference": lambda: inference.run(1, {"resnet18": ["layer1"]}, repeats_b1=1, repeats_b64=1),
+        "memory": lambda: memory.run(data, [memory.SMOKE], 1),
+        "bf16_metrics": lambda: fastpath.precision_metrics([0], epochs=1, options=memory.RUNS[memory.SMOKE][0]),
+    }
+    results = {name: jobs[name]() for name in chosen}
+    empty = [name for name, rows in results.items() if not rows]
+    print(json.dumps({"sections": {name: len(rows) for name, rows in results.items()}, "empty": empty,
+                      "load": common.load_note()}))
+    if empty:
+        sys.exit(f"section(s) {', '.join(empty)} returned no rows")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 from .errors import ConfigError
+from .formats import versioned
 from .model import Classifier, ModelSpec, rebuild
 
 MODEL_WEIGHTS = "model.safetensors"
@@ -93,7 +94,7 @@ def save_model(model: Classifier, directory: Path) -> None:
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(directory / MODEL_WEIGHTS, save(state, metadata={"format": "pt"}))
-    write_json(directory / MODEL_SPEC, model.spec.to_dict())
+    write_json(directory / MODEL_SPEC, versioned(model.spec.to_dict()))
 
 
 def load_model(directory: str | Path) -> Classifier:

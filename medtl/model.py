@@ -12,6 +12,8 @@ from torch import nn
 from .backbones import Trunk, backbone_cuts, create_backbone, find_cut, get_spec, slim_backbone
 from .backbones.volume import to_volume
 from .errors import ConfigError
+from .formats import KEY as FORMAT_KEY
+from .formats import format_version
 
 HEADS = ("avg", "flatten")
 
@@ -115,6 +117,8 @@ class ModelSpec:
         and a wrong type must stop here with a message, not deep inside model building."""
         if not isinstance(values, dict):
             raise ConfigError(f"{source} must hold a JSON object.")
+        format_version(values, source)
+        values = {k: v for k, v in values.items() if k != FORMAT_KEY}
         hints = typing.get_type_hints(cls)
         names = {f.name for f in fields(cls)}
         extra, missing = set(values) - names, {f.name for f in fields(cls) if f.default is MISSING and

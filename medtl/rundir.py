@@ -1,10 +1,12 @@
 """The run directory: one type that owns its layout (file names), its lock, and the atomic save and load of each
-artefact, so that no other module spells a file name or unpacks a checkpoint by string keys.
+artefact, so that no other module spells a file name or unpacks a checkpoint by string keys; :class:`GridDir` and
+:class:`SearchDir` name the files of ``medtl compare`` and ``medtl search`` outputs.
 
 ::
 
-    config.yaml  history.csv  metrics.json  predictions_test.csv  model.safetensors  model.json
+    config.yaml  history.csv  metrics.json  predictions_test.csv  predictions_val.csv  model.safetensors  model.json
     checkpoint.pt  best-e<N>.safetensors  skipped_files.txt  autocut.json  latency.json  weights_source.json  .lock
+    MODEL_CARD.md  report.html
 """
 from __future__ import annotations
 
@@ -20,9 +22,19 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import atomic_write, load_model, remove_partial_writes, save_model, write_csv, write_json
+from .artifacts import (
+    MODEL_SPEC,
+    MODEL_WEIGHTS,
+    atomic_write,
+    load_model,
+    remove_partial_writes,
+    save_model,
+    write_csv,
+    write_json,
+)
 from .config import TrainConfig
 from .errors import ConfigError
+from .formats import format_version, versioned
 
 
 @dataclass
@@ -70,7 +82,11 @@ class RunDir:
     CONFIG = "config.yaml"
     HISTORY = "history.csv"
     METRICS = "metrics.json"
+    MODEL = MODEL_SPEC
+    WEIGHTS = MODEL_WEIGHTS
     PREDICTIONS = "predictions_test.csv"
+    MODEL_CARD = "MODEL_CARD.md"
+    REPORT = "report.html"
     CHECKPOINT = "checkpoint.pt"
     SKIPPED = "skipped_files.txt"
     AUTOCUT = "autocut.json"
@@ -193,10 +209,15 @@ class RunDir:
             raise ConfigError(f"{path} is damaged ({e}); the run directory cannot be used.") from e
 
     def metrics(self) -> dict:
-        return self.read_json(self.METRICS)
+        """``metrics.json``, checked to be a format this medtl reads (a run without ``format_version`` is version 1)."""
+        metrics = self.read_json(self.METRICS)
+        if not isinstance(metrics, dict):
+            raise ConfigError(f"{self.path / self.METRICS} must hold a JSON object.")
+        format_version(metrics, str(self.path / self.METRICS))
+        return metrics
 
     def write_metrics(self, metrics: dict) -> None:
-        self.write_json(self.METRICS, metrics)
+        self.write_json(self.METRICS, versioned(metrics))
 
     def write_history(self, rows: list[dict]) -> None:
         write_csv(self.path / self.HISTORY, rows)
@@ -212,8 +233,13 @@ class RunDir:
                 writer.writeheader()
             writer.writerow(row)
 
+    @staticmethod
+    def predictions(split: str = "test") -> str:
+        """The file name of a split's predictions (:data:`PREDICTIONS` for the test split)."""
+        return f"predictions_{split}.csv"
+
     def write_predictions(self, rows: list[dict], split: str = "test") -> None:
-        write_csv(self.path / f"predictions_{split}.csv", rows)
+        write_csv(self.path / self.predictions(split), rows)
 
     def write_text(self, name: str, text: str) -> Path:
         atomic_write(self.path / name, text)
@@ -272,6 +298,36 @@ class RunDir:
 
     def remove_partial_writes(self) -> None:
         remove_partial_writes(self.path)
+
+
+class GridDir:
+    """The file names of a ``medtl compare`` output: the grid's tables, its runs under ``runs/``, its report."""
+
+    RUNS = "runs.csv"
+    CONFIGURATIONS = "configurations.csv"
+    TABLE = "table.csv"
+    TABLE_MD = "table.md"
+    CONFIGURATIONS_MD = "configurations.md"
+    RUN_DIRS = "runs"  # one RunDir per grid run
+    REPORT = RunDir.REPORT
+    FILES = (RUNS, TABLE, CONFIGURATIONS)  # present when the grid is finished
+
+    @classmethod
+    def finished(cls, path: Path) -> bool:
+        return all((Path(path) / name).is_file() for name in cls.FILES)
+
+
+class SearchDir:
+    """The file names of a ``medtl search`` output (its grids sit in subfolders, each a :class:`GridDir`)."""
+
+    CSV = "search.csv"
+    JSON = "search.json"
+    REPORT = RunDir.REPORT
+    FILES = (CSV, JSON)
+
+    @classmethod
+    def finished(cls, path: Path) -> bool:
+        return all((Path(path) / name).is_file() for name in cls.FILES)
 
 
 def make_dir(path: str | Path) -> Path:

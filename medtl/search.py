@@ -18,12 +18,20 @@ from pathlib import Path
 from .analysis.autocut import estimate_for
 from .artifacts import write_csv, write_json
 from .backbones import backbone_cuts, create_backbone
-from .compare import Executor, LocalExecutor, best_on_validation, build_grid, record, run_grid, summarise
+from .compare import (
+    Executor,
+    LocalExecutor,
+    best_on_validation,
+    build_grid,
+    record,
+    run_grid,
+    summarise,
+)
 from .compare.halving import Halving, history, score, successive_halving
 from .config import TrainConfig
 from .errors import ConfigError
 from .resolve import load_data
-from .rundir import make_dir
+from .rundir import SearchDir, make_dir
 from .training.recipe import default_epochs
 
 log = logging.getLogger("medtl")
@@ -175,10 +183,10 @@ def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[
 
 def _write(out: Path, rows: list[dict], select: str, block_pick: str | None, pick: str, cost: dict, seeds: list[int],
            base: TrainConfig, extra: dict) -> SearchResult:
-    write_csv(out / "search.csv", rows)
-    write_json(out / "search.json", {"select": f"val_{select}", "seeds": seeds, "block_pick": block_pick,
+    write_csv(out / SearchDir.CSV, rows)
+    write_json(out / SearchDir.JSON, {"select": f"val_{select}", "seeds": seeds, "block_pick": block_pick,
                                      "pick": pick, "cost": cost, "out": str(out), "config": base.to_dict(), **extra})
-    return SearchResult(rows, select, block_pick, pick, cost, [out / "search.csv", out / "search.json"])
+    return SearchResult(rows, select, block_pick, pick, cost, [out / SearchDir.CSV, out / SearchDir.JSON])
 
 
 def block_of(cuts: list[tuple[str, str]], name: str) -> str:

@@ -18,6 +18,7 @@ from .artifacts import MODEL_SPEC, MODEL_WEIGHTS, weights_sha256
 from .backbones import Trunk, backbone_cuts, create_backbone, family_of, find_cut
 from .errors import ConfigError
 from .model import Classifier, ModelSpec
+from .rundir import RunDir
 
 TRUNK = "trunk."
 
@@ -95,6 +96,6 @@ def read_source(path: str | Path, backbone: str) -> SourceRun:
         raise ConfigError(f"the source run {path} is a {spec.backbone}; this run's --backbone is {backbone}. Train on "
                           f"the same backbone (--backbone {spec.backbone}) to start from its weights.")
     state = {k[len(TRUNK):]: v for k, v in load_file(str(path / MODEL_WEIGHTS)).items() if k.startswith(TRUNK)}
-    metrics = path / "metrics.json"
+    metrics = path / RunDir.METRICS
     data = json.loads(metrics.read_text(encoding="utf-8")).get("data") if metrics.is_file() else None
     return SourceRun(path, spec, state, weights_sha256(path), data)

@@ -108,3 +108,136 @@ def test_import_medtl_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", f"`import medtl` imported {proc.stdout.strip()}"
+
+
+# The package's layers, lowest first. A module may import modules of its own unit (a top-level module or package of
+# medtl) and of units in lower layers only; units in separate sets of one layer are independent (training, analysis
+# and deploy never import each other). So inference code (deploy, ensembles, inference) never loads the training
+# loop or the experiment runner, and plotting, labels and optional dependencies come from below, not from a sibling.
+LAYERS: list[list[set[str]]] = [
+    [{"medtl", "errors", "config", "formats", "optional", "provenance", "plotting"}],
+    [{"data"}],
+    [{"backbones"}],
+    [{"model"}],
+    [{"artifacts"}],
+    [{"source", "rundir"}],
+    [{"strategies"}],
+    [{"inference"}, {"evaluation"}],
+    [{"resolve"}],
+    [{"training"}, {"analysis"}, {"deploy", "ensembles"}],
+    [{"experiment"}],
+    [{"compare"}],
+    [{"report"}],
+    [{"search"}],
+    [{"api"}],
+    [{"cli", "__main__"}],
+]
+
+
+def imported_units(package: Path = PACKAGE) -> dict[str, set[tuple[str, str]]]:
+    """For each unit, ``(imported unit, "path:line")`` of every import of another medtl unit, at any depth."""
+    found: dict[str, set[tuple[str, str]]] = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        unit = parts[1] if len(parts) > 1 else "medtl"
+        package_parts = list(parts[:-1])  # the package a relative import starts from
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                base = package_parts[:len(package_parts) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                # `from .. import x`: x is a module when it has a file or folder, else a name of the package
+                targets = [module] if node.module else [
+                    f"{module}.{a.name}" if any(package.parent.joinpath(*module.split("."), a.name + suffix).exists()
+                                                for suffix in (".py", "")) else module for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for target in targets:
+                names = target.split(".")
+                if names[0] != "medtl":
+                    continue
+                other = names[1] if len(names) > 1 else "medtl"
+                if other != unit:
+                    found.setdefault(unit, set()).add((other, f"{path.relative_to(package.parent)}:{node.lineno}"))
+    return found
+
+
+def layer_violations(package: Path = PACKAGE) -> list[str]:
+    where = {unit: (i, frozenset(group)) for i, layer in enumerate(LAYERS) for group in layer for unit in group}
+    bad = []
+    for unit, imports in imported_units(package).items():
+        if unit not in where:
+            bad.append(f"medtl.{unit} is in no layer: add it to LAYERS in tests/test_imports.py")
+            continue
+        level, group = where[unit]
+        for other, line in sorted(imports, key=lambda t: t[1]):
+            if other not in where:
+                bad.append(f"{line}: imports medtl.{other}, which is in no layer")
+            elif where[other][0] > level or where[other][0] == level and other not in group:
+                bad.append(f"{line}: medtl.{unit} imports medtl.{other}, a {'higher' if where[other][0] > level else 'sibling'} layer")
+    return sorted(bad)
+
+
+def test_every_import_follows_the_layers():
+    assert not layer_violations(), "imports against the layer order:\n" + "\n".join(layer_violations())
+
+
+def test_the_layer_check_catches_an_import_of_training_from_deploy(tmp_path):
+    package = tmp_path / "medtl"
+    (package / "deploy").mkdir(parents=True)
+    (package / "deploy" / "predict.py").write_text("from ..inference import predict\nfrom .. import training\n\n"
+                                                   "def f():\n    from ..experiment import provenance\n")
+    (package / "inference.py").write_text("from .data import Preprocess\nfrom .report import x\n")
+    assert layer_violations(package) == [
+        "medtl/deploy/predict.py:2: medtl.deploy imports medtl.training, a sibling layer",
+        "medtl/deploy/predict.py:5: medtl.deploy imports medtl.experiment, a higher layer",
+        "medtl/inference.py:2: medtl.inference imports medtl.report, a higher layer"]
+
+
+def test_scoring_a_saved_model_loads_no_training_code():
+    code = ("import sys, medtl.deploy.predict, medtl.ensembles; print(sorted(m for m in sys.modules if "
+            "m.startswith('medtl.training') or m in ('medtl.experiment', 'medtl.compare', 'medtl.search')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_a_missing_extra_gives_the_same_message_everywhere(monkeypatch):
+    """Every optional dependency goes through medtl.optional: the message names the feature and the extra."""
+    import pytest
+
+    from medtl.compare.ray_executor import RayExecutor
+    from medtl.deploy.predict import require_onnxruntime
+    from medtl.errors import ConfigError
+    from medtl.optional import require
+    from medtl.plotting import pyplot
+
+    for module in ("matplotlib", "matplotlib.pyplot", "onnxruntime", "ray", "ray.tune", "nibabel"):
+        monkeypatch.setitem(sys.modules, module, None)  # the import fails as if not installed
+    cases = [(lambda: pyplot("the report's figures"), "the report's figures needs matplotlib", "plot"),
+             (require_onnxruntime, "needs onnxruntime", "export"),
+             (lambda: list(RayExecutor().map(str, [1])), "--executor ray (or choose --executor local) needs ray", "ray"),
+             (lambda: require("nibabel", extra="3d", purpose="reading NIfTI volumes"), "NIfTI volumes needs nibabel",
+              "3d")]
+    for call, what, extra in cases:
+        with pytest.raises(ConfigError) as e:
+            call()
+        assert what in str(e.value) and str(e.value).endswith(f'which is not installed: pip install "medtl[{extra}]"')
+    with pytest.raises(KeyError, match="installed by the extra 'plot', not 'export'"):
+        require("matplotlib", extra="export", purpose="x")
+
+
+def test_only_medtl_optional_handles_import_errors():
+    """A hand-written ``try: import x / except ImportError`` is how the old guards drifted into four behaviours; the
+    two left are not extras (a platform module, and a separately published weights package)."""
+    allowed = {"medtl/optional.py", "medtl/rundir.py", "medtl/backbones/weights.py"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(), where)):
+            if isinstance(node, ast.ExceptHandler) and node.type is not None:
+                names = {n.id for n in ast.walk(node.type) if isinstance(n, ast.Name)}
+                if names & {"ImportError", "ModuleNotFoundError"} and where not in allowed:
+                    found.append(f"{where}:{node.lineno}")
+    assert not found, "use medtl.optional.require instead of catching ImportError: " + ", ".join(found)

@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..artifacts import load_model
-from ..compare.plots import _pyplot
-from ..compare.summary import PAPER_NAMES
 from ..config import TrainConfig
 from ..data import Preprocess
 from ..errors import ConfigError, DataError
 from ..model import Classifier
+from ..plotting import pyplot
 from ..resolve import load_data
 from ..rundir import RunDir
+from ..strategies import label_of
 
 FIGURE = "gradcam.png"
 ARRAYS = "gradcam.npz"
@@ -167,7 +167,7 @@ def _title(config: TrainConfig, spec) -> str:
     """The paper's short name of the run's strategy with its point on the cut axis (TTL's cut, LWFT's last frozen
     layer, TF's last pretrained one), as the paper labels its columns."""
 
-    name = PAPER_NAMES.get(config.strategy, config.strategy)
+    name = label_of(config.strategy)
     if spec.volume:  # the 2D-to-3D conversion tells two volume models of one strategy apart
         name = f"{name} {spec.volume}"
     if config.strategy == "lwft" and config.freeze_to:
@@ -195,7 +195,7 @@ def plot_explanation(result: Explanation, path: Path) -> None:
     """One column per run, one row per image. A volume is drawn as its maximum-intensity projections along depth,
     height and width side by side, the map's maximum projections over them: a plane through one point would miss
     small structures that the coarse map at a deep cut cannot point to exactly."""
-    plt = _pyplot()
+    plt = pyplot("the Grad-CAM figure")
     volume = result.maps[0].ndim == 4  # (images, D, H, W)
     rows, cols = len(result.indices), len(result.runs) + 1
     width = 3 * 1.9 if volume else 1.9

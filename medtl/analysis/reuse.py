@@ -22,6 +22,8 @@ from ..config import TrainConfig
 from ..data import Preprocess
 from ..errors import ConfigError, DataError, MedtlWarning
 from ..model import ModelSpec
+from ..optional import require
+from ..plotting import pyplot
 from ..resolve import load_data
 from ..rundir import RunDir
 from .features import walk_cuts
@@ -201,14 +203,8 @@ def write_reuse(result: Reuse, out: str | Path) -> tuple[Path, Path]:
 def plot_reuse(result: list[CutReuse], path: Path, title: str = "") -> None:
     """Box plots of SVCCA coefficients per cut (colour = stage) beside the grey random baseline, linear CKA as a
     line, and the test AUPRC per cut (mean ± std over runs) on a twin axis when known."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Patch
-    except ImportError:
-        raise ConfigError("the reuse figure needs matplotlib: pip install 'medtl[plot]'.") from None
+    plt = pyplot("the reuse figure")
+    Patch = require("matplotlib.patches", extra="plot", purpose="the reuse figure").Patch
     names = list(dict.fromkeys(r.stage for r in result))
     colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(names)}
     xs = np.arange(len(result))

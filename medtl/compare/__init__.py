@@ -9,7 +9,7 @@ from pathlib import Path
 from ..analysis.autocut import estimate_for
 from ..artifacts import atomic_write, write_csv, write_json
 from ..config import TrainConfig
-from ..rundir import make_dir
+from ..rundir import GridDir, make_dir
 from .grid import GridRun, build_grid, cut_points
 from .plots import plot_boxes, plot_cuts
 from .runner import Executor, LocalExecutor, fit_run, record, run_grid
@@ -73,14 +73,15 @@ def write_reports(base: TrainConfig, rows: list[dict], table: list[dict], record
     keys = ("run", "strategy", "cut", "level", "repeat", "test_auroc", "test_auprc", "test_accuracy", "val_auroc",
             "val_auprc", "best_epoch", "epochs_run", "train_seconds", "parameters", "trainable_parameters", "macs",
             "latency_ms")
-    write_csv(out / "runs.csv", [{k: r[k] for k in keys} for r in records])
-    write_csv(out / "configurations.csv", rows)
-    write_csv(out / "table.csv", table)
+    write_csv(out / GridDir.RUNS, [{k: r[k] for k in keys} for r in records])
+    write_csv(out / GridDir.CONFIGURATIONS, rows)
+    write_csv(out / GridDir.TABLE, table)
     repeats = max(r["runs"] for r in rows)
     header = (f"# {base.data}, {base.backbone} ({base.weights} weights), {base.image_size or 'default'} px, {repeats} repeat(s)\n\n"
               f"Mean ± std over the repeats. -1: best block-level configuration, -2: best over every cut, both "
               f"chosen on mean validation {select.upper()} only. P: parameters; T: CPU latency per image "
               f"(batch 1, median).\n\n")
-    atomic_write(out / "table.md", header + markdown(table, "method", select))
-    atomic_write(out / "configurations.md", header + markdown(rows, "strategy", select))
-    return [out / n for n in ("runs.csv", "configurations.csv", "table.csv", "table.md", "configurations.md")]
+    atomic_write(out / GridDir.TABLE_MD, header + markdown(table, "method", select))
+    atomic_write(out / GridDir.CONFIGURATIONS_MD, header + markdown(rows, "strategy", select))
+    return [out / n for n in (GridDir.RUNS, GridDir.CONFIGURATIONS, GridDir.TABLE, GridDir.TABLE_MD,
+                               GridDir.CONFIGURATIONS_MD)]

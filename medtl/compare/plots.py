@@ -1,32 +1,19 @@
-"""The comparison's figures (matplotlib, an optional dependency: ``pip install "medtl[plot]"``)."""
+"""The comparison's figures (matplotlib, the optional ``plot`` extra: see :mod:`medtl.plotting`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..strategies import STRATEGIES
-from .summary import PAPER_NAMES
+from ..plotting import pyplot
+from ..strategies import STRATEGIES, colour_of, label_of
 
 CUT_STRATEGIES = tuple(name for name, entry in STRATEGIES.items() if entry.cut_option)  # curves against the cut
 REFERENCES = ("full", "linear")  # drawn as horizontal lines
 
 
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError('the comparison figures need matplotlib: pip install "medtl[plot]" (the tables are '
-                          "written without it).") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_cuts(rows: list[dict], cut_order: list[str], path: Path) -> Path:
     """Test AUROC and AUPRC against the cut point for TTL, LWFT and TF (mean ± std band over the repeats), FTL and
     linear probing as dashed lines, and each configuration's trainable parameters as bars."""
-    plt = _pyplot()
+    plt = pyplot("the comparison figures (the tables are written without them)")
     curves = [s for s in CUT_STRATEGIES if any(r["strategy"] == s for r in rows)]
     cuts = [c for c in cut_order if any(r["cut"] == c for r in rows if r["strategy"] in curves)]
     fig, axes = plt.subplots(2, 1, figsize=(max(7.0, 0.8 * len(cuts) + 2), 7.5), sharex=True)
@@ -38,7 +25,7 @@ def plot_cuts(rows: list[dict], cut_order: list[str], path: Path) -> Path:
             xs = [cuts.index(r["cut"]) for r in own]
             mean = [r[f"test_{metric}_mean"] for r in own]
             std = [r[f"test_{metric}_std"] for r in own]
-            (line,) = ax.plot(xs, mean, marker="o", label=PAPER_NAMES[strategy])
+            (line,) = ax.plot(xs, mean, marker="o", color=colour_of(strategy), label=label_of(strategy))
             ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                             color=line.get_color(), alpha=0.2)
             bars.bar([x + (i - (len(curves) - 1) / 2) * width for x in xs],
@@ -46,7 +33,7 @@ def plot_cuts(rows: list[dict], cut_order: list[str], path: Path) -> Path:
         for strategy, style in zip(REFERENCES, ("--", ":")):
             ref = next((r for r in rows if r["strategy"] == strategy), None)
             if ref is not None:
-                ax.axhline(ref[f"test_{metric}_mean"], color="0.3", linestyle=style, label=PAPER_NAMES[strategy])
+                ax.axhline(ref[f"test_{metric}_mean"], color="0.3", linestyle=style, label=label_of(strategy))
         ax.set_ylabel(f"test {metric.upper()}")
         bars.set_yscale("log")
         bars.set_ylabel("trainable parameters (M, log), bars")
@@ -65,7 +52,7 @@ def plot_cuts(rows: list[dict], cut_order: list[str], path: Path) -> Path:
 
 def plot_boxes(table: list[dict], records: list[dict], path: Path) -> Path:
     """Box plots of test AUROC and AUPRC over the repeats, one box per row of the paper's table."""
-    plt = _pyplot()
+    plt = pyplot("the comparison figures (the tables are written without them)")
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.9 * len(table) + 3), 4.5))
     for ax, metric in zip(axes, ("auroc", "auprc")):
         values = [[r[f"test_{metric}"] for r in records if (r["strategy"], r["cut"]) == (row["strategy"], row["cut"])]

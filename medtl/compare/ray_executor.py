@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import ConfigError, MedtlError
+from ..optional import require
 from .grid import GridRun
 from .halving import Halving, score, train_until
 
@@ -20,11 +21,7 @@ MEDTL_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that hold
 
 
 def _tune():
-    try:
-        from ray import tune
-    except ImportError:
-        raise ConfigError("--executor ray needs Ray: pip install 'medtl[ray]' (or choose --executor local).") from None
-    return tune
+    return require("ray.tune", extra="ray", purpose="--executor ray (or choose --executor local)")
 
 
 class RayExecutor:
@@ -63,7 +60,7 @@ class RayExecutor:
         each rung in turn and reports their score there; returns, per candidate, the rung it was stopped at (None:
         trained to the end)."""
         tune = _tune()
-        from ray.tune.schedulers import ASHAScheduler
+        ASHAScheduler = require("ray.tune.schedulers", extra="ray", purpose="--scheduler asha").ASHAScheduler
 
         cwd = os.getcwd()
 
@@ -85,7 +82,7 @@ class RayExecutor:
 
     def _fit(self, trial: Callable, space: dict, tune_config=None):
         tune = _tune()
-        import ray
+        ray = require("ray", extra="ray", purpose="--executor ray")
 
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, configure_logging=False,

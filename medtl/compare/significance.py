@@ -24,18 +24,19 @@ from scipy.stats import norm
 
 from ..artifacts import write_csv
 from ..evaluation.delong import delong_test
+from ..rundir import RunDir
 
 REFERENCE = "full"
 SIGNIFICANCE = "significance.csv"
 
 
 def run_task(run_dir: Path) -> str:
-    return json.loads((run_dir / "model.json").read_text())["task"]
+    return json.loads((run_dir / RunDir.MODEL).read_text())["task"]
 
 
 def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """Labels (N,), the model's own class probabilities (N, C) and the task of a run's ``predictions_test.csv``."""
-    with open(run_dir / "predictions_test.csv", newline="") as f:
+    with open(run_dir / RunDir.PREDICTIONS, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or "label" not in rows[0]:
         raise ValueError(f"{run_dir / 'predictions_test.csv'} has no 'label' column (multi-label runs have no "

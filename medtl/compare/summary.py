@@ -5,10 +5,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 
-from ..strategies import STRATEGIES
+from ..strategies import label_of
 
 # Short names of the paper's table (Peng et al., BIMCV table) and of the strategies beyond it.
-PAPER_NAMES = {name: entry.label for name, entry in STRATEGIES.items()}
 METRICS = ("test_auroc", "test_auprc", "test_accuracy", "val_auroc", "val_auprc", "latency_ms")
 COSTS = ("parameters", "trainable_parameters", "macs")
 
@@ -50,7 +49,7 @@ def paper_rows(rows: list[dict], select: str = "auprc") -> list[dict]:
     table = []
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         own = [r for r in rows if r["strategy"] == strategy]
-        name = PAPER_NAMES.get(strategy, strategy)
+        name = label_of(strategy)
         if own[0]["cut"] is None:
             table.append({"method": name, **own[0]})
             continue

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, MedtlWarning
+from ..optional import available
+from ..plotting import pyplot
 from . import load_dataset
 from .dataset import SPLITS, ImageDataset
 
@@ -269,13 +271,9 @@ def plot_pairs(report: LeakageReport, data: ImageDataset, path: Path, count: int
     pairs = pairs[:count]
     if not pairs:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if not available("matplotlib"):
         return None
+    plt = pyplot("the pairs figure")
     fig, axes = plt.subplots(len(pairs), 2, figsize=(5, 2.6 * len(pairs)), squeeze=False)
     for row, (a, b, _, label) in zip(axes, pairs):
         for ax, image in zip(row, (a, b)):

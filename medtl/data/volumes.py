@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError, MedtlWarning
+from ..optional import require
 from .text import printable
 
 #: named CT windows (centre, width) in Hounsfield units
@@ -88,7 +89,7 @@ def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, float, float], str
 
 
 def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float, float], str]:
-    nib = _extra("nibabel")
+    nib = require("nibabel", extra="3d", purpose="reading NIfTI volumes")
     try:
         image = nib.load(path)
         if len(image.shape) != 3:
@@ -110,7 +111,7 @@ def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float, float], str]
 
 def read_dicom_series(folder: Path) -> tuple[np.ndarray, tuple[float, float, float], str]:
     """One DICOM series: slices ordered along the slice normal, rescaled, with its spacing (see the module doc)."""
-    pydicom = _extra("pydicom")
+    pydicom = require("pydicom", extra="3d", purpose="reading DICOM series")
     where = printable(folder)
     files = sorted(f for f in folder.iterdir() if is_dicom(f))
     if not files:
@@ -235,11 +236,3 @@ def _check_size(path: Path, shape: Sequence[int]) -> None:
     if math.prod(shape) > MAX_VOXELS:
         raise DataError(f"{printable(path)}: {'x'.join(map(str, shape))} voxels is above medtl's limit of "
                         f"{MAX_VOXELS:,} per volume; downsample it first.")
-
-
-def _extra(name: str):
-    """The optional reader ``name``, or a DataError naming the extra that installs it."""
-    try:
-        return __import__(name)
-    except ImportError:
-        raise DataError(f"reading volume files needs {name}: pip install \"medtl[3d]\"") from None

@@ -10,16 +10,18 @@ from pathlib import Path
 
 import yaml
 
-MODEL_CARD = "MODEL_CARD.md"
+from ..rundir import RunDir
+
+MODEL_CARD = RunDir.MODEL_CARD
 UNKNOWN = "not recorded"
 
 
 def model_card(run_dir: str | Path) -> str:
     """The Markdown model card of the run in ``run_dir``."""
     run_dir = Path(run_dir)
-    metrics = _read(run_dir / "metrics.json", json.loads)
-    spec = _read(run_dir / "model.json", json.loads)
-    cfg = _read(run_dir / "config.yaml", yaml.safe_load)
+    metrics = _read(run_dir / RunDir.METRICS, json.loads)
+    spec = _read(run_dir / RunDir.MODEL, json.loads)
+    cfg = _read(run_dir / RunDir.CONFIG, yaml.safe_load)
     data = metrics.get("data", cfg.get("data", UNKNOWN))
     task = spec.get("task", "multiclass")
     classes = spec.get("classes") or []
@@ -85,7 +87,7 @@ def model_card(run_dir: str | Path) -> str:
 def ensemble_card(directory: str | Path) -> str:
     """The Markdown model card of a ``medtl ensemble`` directory: its members, cost and test metrics."""
     directory = Path(directory)
-    metrics = _read(directory / "metrics.json", json.loads)
+    metrics = _read(directory / RunDir.METRICS, json.loads)
     members = metrics.get("member_runs") or []
     task = "binary" if "threshold" in metrics else "multiclass or multi-label"
     lines = [

@@ -26,9 +26,11 @@ from ..errors import ConfigError, MedtlError
 from ..inference import predict as torch_predict
 from ..inference import probabilities
 from ..model import Classifier
+from ..optional import require_all
 from ..resolve import load_data
+from ..rundir import RunDir
 from .card import MODEL_CARD
-from .predict import ONNX_FILE, SPEC_KEY, OnnxScorer, require_onnxruntime
+from .predict import ONNX_FILE, SPEC_KEY, OnnxScorer
 
 OPSET = 18
 TOLERANCE = 1e-4  # max |onnxruntime - torch| over the probabilities of the parity images
@@ -70,13 +72,8 @@ def export(run: str | Path, out: str | Path | None = None, format: str = "onnx",
     check onnxruntime's probabilities against torch's on up to 64 test images of the run's data set."""
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}.")
-    require_onnxruntime()
-    try:
-        import onnx
-        import onnxscript  # noqa: F401 -- the dynamo exporter needs it; fail here with the extra's name
-    except ImportError:
-        raise ConfigError('onnx and onnxscript are not installed; install the export extra: '
-                          'pip install "medtl[export]".') from None
+    # onnxscript: the dynamo exporter needs it; onnxruntime: the export is checked against PyTorch
+    onnx, _, _ = require_all(["onnx", "onnxscript", "onnxruntime"], extra="export", purpose="medtl export")
     run = Path(run)
     model = load_model(run)
     spec = model.spec
@@ -137,7 +134,7 @@ def describe(model: Classifier) -> dict:
 
 def parity_images(run: Path, image_size: int) -> torch.Tensor:
     """Up to 64 test images of the run's own data set, as its loader stores them."""
-    cfg = TrainConfig.load(run / "config.yaml") if (run / "config.yaml").is_file() else None
+    cfg = TrainConfig.load(run / RunDir.CONFIG) if (run / RunDir.CONFIG).is_file() else None
     if cfg is None:
         raise ConfigError(f"{run} has no config.yaml, so its data set (needed to check the export) is unknown.")
     data = load_data(replace(cfg, image_size=image_size, skip_bad_images=True))  # volumes: the run's window, spacing

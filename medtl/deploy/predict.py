@@ -28,8 +28,9 @@ from ..data import Preprocess
 from ..data.images import IMAGE_EXTENSIONS, is_image_file, load_images, read_image
 from ..ensembles import ENSEMBLE, read_ensemble
 from ..errors import ConfigError, DataError, MedtlWarning
-from ..model import ModelSpec
 from ..inference import predict as torch_predict
+from ..model import ModelSpec
+from ..optional import require
 
 TTA = ("none", "hflip")
 BATCH = 256  # files read and scored at once: bounds memory (256 images at 224 px RGB are 38 MB as uint8)
@@ -137,12 +138,7 @@ class OnnxScorer(Scorer):
 
 
 def require_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfigError('onnxruntime is not installed; install the export extra: pip install "medtl[export]".') \
-            from None
-    return onnxruntime
+    return require("onnxruntime", extra="export", purpose="scoring an exported model (model.onnx)")
 
 
 def load_scorer(model: str | Path) -> Scorer:

@@ -10,38 +10,36 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from .. import optional
 from ..artifacts import atomic_write
 from ..errors import ConfigError, MedtlWarning
+from ..rundir import GridDir, RunDir, SearchDir
 from .grid import grid_page, search_page
 from .run import run_page
 
-REPORT = "report.html"
+REPORT = RunDir.REPORT
 TEMPLATE = "template.html.j2"
 
 
 def kind_of(directory: Path) -> str:
     """``run``, ``grid`` or ``search``, from the files the commands write."""
-    if (directory / "search.csv").is_file() and (directory / "search.json").is_file():
+    if SearchDir.finished(directory):
         return "search"
-    if all((directory / name).is_file() for name in ("runs.csv", "table.csv", "configurations.csv")):
+    if GridDir.finished(directory):
         return "grid"
-    if (directory / "metrics.json").is_file():
+    if RunDir(directory).finished:
         return "run"
-    raise ConfigError(f"{directory} is neither a finished run (metrics.json), a `medtl compare` output (runs.csv, "
-                      f"table.csv, configurations.csv) nor a `medtl search` output (search.csv, search.json).")
+    raise ConfigError(f"{directory} is neither a finished run ({RunDir.METRICS}), a `medtl compare` output "
+                      f"({', '.join(GridDir.FILES)}) nor a `medtl search` output ({', '.join(SearchDir.FILES)}).")
 
 
 def require() -> None:
     """Fail early, naming the extra that provides what the report is drawn and rendered with."""
-    import importlib.util
-
-    missing = [m for m in ("matplotlib", "jinja2") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(f"the report needs {' and '.join(missing)}: pip install \"medtl[plot]\".")
+    optional.require_all(["matplotlib", "jinja2"], extra="plot", purpose="the report")
 
 
 def render(page: dict) -> str:
-    import jinja2
+    jinja2 = optional.require("jinja2", extra="plot", purpose="the report")
 
     environment = jinja2.Environment(loader=jinja2.PackageLoader("medtl", "report"),
                                      autoescape=jinja2.select_autoescape(default=True), trim_blocks=True,

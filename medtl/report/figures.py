@@ -10,10 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+from sklearn.metrics import (
+    auc,
+    average_precision_score,
+    precision_recall_curve,
+    roc_curve,
+)
 
-from ..compare.plots import _pyplot, plot_cuts
-from ..compare.summary import PAPER_NAMES
+from ..compare.plots import plot_cuts
+from ..optional import require
+from ..plotting import pyplot
+from ..strategies import colour_of, label_of
 
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "axes.spines.top": False,
          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 110, "savefig.dpi": 110}
@@ -31,7 +38,7 @@ def embed(path: Path) -> str:
 @contextmanager
 def canvas(*args, **kwargs):
     """A styled figure whose PNG data URI is left in the yielded holder's ``uri`` once the block ends."""
-    plt = _pyplot()
+    plt = pyplot("the report's figures")
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(*args, **kwargs)
         holder = _Holder(fig, axes)
@@ -50,16 +57,6 @@ class _Holder:
     fig: object
     axes: object
     uri: str = ""
-
-
-# One colour per strategy on every page: TTL, LWFT and TF take the colours of the cut curve (plot_cuts draws them
-# in this order with matplotlib's cycle), the references the grey of its lines.
-STRATEGY_COLOURS = {"truncated": "C0", "lwft": "C1", "transfusion": "C2", "full": "0.25", "linear": "0.6",
-                    "scratch": "C4", "llrd": "C5", "lp-ft": "C6"}
-
-
-def colour(strategy: str) -> str:
-    return STRATEGY_COLOURS.get(strategy, "C7")
 
 
 @dataclass
@@ -116,7 +113,7 @@ def _pm(values: list[float]) -> str:
 
 
 def _colours(n: int) -> list:
-    plt = _pyplot()
+    plt = pyplot("the report's figures")
     return [plt.get_cmap("tab10")(i % 10) for i in range(n)]
 
 
@@ -207,8 +204,8 @@ def tradeoff(rows: list[dict], table: list[dict]) -> str:
                 own = [r for r in rows if r["strategy"] == strategy]
                 xs = [r[key] / (unit or 1) for r in own]
                 ax.errorbar(xs, [r["test_auroc_mean"] for r in own], yerr=[r["test_auroc_std"] for r in own],
-                            fmt="o", color=colour(strategy), markersize=4.5, capsize=2, linewidth=1,
-                            label=PAPER_NAMES.get(strategy, strategy))
+                            fmt="o", color=colour_of(strategy), markersize=4.5, capsize=2, linewidth=1,
+                            label=label_of(strategy))
                 for x, r in zip(xs, own):
                     if (r["strategy"], r["cut"]) in labelled:
                         ax.annotate(labelled[(r["strategy"], r["cut"])], (x, r["test_auroc_mean"]),
@@ -226,7 +223,7 @@ def tradeoff(rows: list[dict], table: list[dict]) -> str:
 def _plain(minor: bool = False):
     """Log-axis tick labels as plain numbers (0.1, 1, 10), not powers of ten; minor ticks are labelled only where
     the axis spans less than a decade (matplotlib's rule), else they would crowd."""
-    from matplotlib.ticker import LogFormatter
+    LogFormatter = require("matplotlib.ticker", extra="plot", purpose="the report's figures").LogFormatter
 
     class Plain(LogFormatter):
         def _num_to_string(self, x, vmin, vmax):

@@ -7,14 +7,25 @@ from pathlib import Path
 import numpy as np
 
 from ..compare.grid import cut_points
-from ..compare.summary import METRICS, PAPER_NAMES
+from ..compare.summary import METRICS
+from ..rundir import GridDir, RunDir, SearchDir
+from ..strategies import colour_of, label_of
 from . import figures
-from .blocks import figure, fmt, links, millions, pairs, pm, read_json, read_rows, section, table
+from .blocks import (
+    figure,
+    fmt,
+    links,
+    millions,
+    pairs,
+    pm,
+    read_json,
+    read_rows,
+    section,
+    table,
+)
 from .predictions import PREDICTIONS, read_predictions
-from .run import METRICS as RUN_METRICS
 from .run import analysis_blocks, data_blocks, provenance_blocks
 
-REPORT = "report.html"
 KNOWN = {"method", "strategy", "cut", "level", "runs", "stage", "picked", "parameters", "trainable_parameters", "macs",
          "epochs_run", "train_seconds"} | {f"{m}_{s}" for m in METRICS for s in ("mean", "std")}
 
@@ -28,7 +39,7 @@ def summary_table(rows: list[dict], first: str, caption: str, picked: str | None
               "trainable P (M)", "P (M)", "MACs (M)", "T (ms)"] + [k.replace("_", " ") for k in extra]
     body, keys = [], []
     for r in rows:
-        name = r[first] if first != "strategy" else PAPER_NAMES.get(r["strategy"], r["strategy"])
+        name = r[first] if first != "strategy" else label_of(r["strategy"])
         body.append([name, r.get("cut") or "–", fmt(r.get("runs")), pm(r, "test_auroc"), pm(r, "test_auprc"),
                      pm(r, "test_accuracy"), pm(r, "val_auroc"), pm(r, "val_auprc"),
                      millions(r.get("trainable_parameters")), millions(r.get("parameters")),
@@ -54,12 +65,12 @@ def seed_curves(directory: Path, table_rows: list[dict], records: list[dict]) ->
     curves = []
     for t in table_rows:
         for r in records:
-            path = directory / "runs" / r["run"] / PREDICTIONS
+            path = directory / GridDir.RUN_DIRS / r["run"] / PREDICTIONS
             if (r["strategy"], r["cut"]) == (t["strategy"], t["cut"]) and path.is_file():
                 pairs_ = read_predictions(path).one_vs_rest()
                 targets = np.concatenate([p[1] for p in pairs_])
                 scores = np.concatenate([p[2] for p in pairs_])
-                curves.append(figures.Curve(t["method"], targets, scores, figures.colour(t["strategy"])))
+                curves.append(figures.Curve(t["method"], targets, scores, colour_of(t["strategy"])))
     if not curves:
         return None
     return figure(figures.roc_pr(curves), "Test ROC and precision–recall curves, one line per seed (repeat) of each "
@@ -67,14 +78,14 @@ def seed_curves(directory: Path, table_rows: list[dict], records: list[dict]) ->
 
 
 def run_dirs(directory: Path) -> list[Path]:
-    runs = directory / "runs"
-    return sorted(p for p in runs.iterdir() if (p / RUN_METRICS).is_file()) if runs.is_dir() else []
+    runs = directory / GridDir.RUN_DIRS
+    return sorted(p for p in runs.iterdir() if (p / RunDir.METRICS).is_file()) if runs.is_dir() else []
 
 
 def gallery(directory: Path, name: str) -> list[dict]:
     """``name`` (``reuse.png``, ``gradcam.png``) wherever it was written: in the grid directory or in a run's."""
     found = []
-    for path in [directory / name, *sorted((directory / "runs").glob(f"*/{name}"))]:
+    for path in [directory / name, *sorted((directory / GridDir.RUN_DIRS).glob(f"*/{name}"))]:
         if path.is_file():
             found.append(figure(figures.embed(path), f"{path.parent.name}/{name}", name, size="natural"))
     return found
@@ -85,23 +96,24 @@ def shared_sections(directory: Path) -> list[dict]:
     runs = run_dirs(directory)
     if not runs:
         return []
-    metrics = read_json(runs[0] / RUN_METRICS)
+    metrics = read_json(runs[0] / RunDir.METRICS)
     predictions = read_predictions(runs[0] / PREDICTIONS) if (runs[0] / PREDICTIONS).is_file() else None
     return [section("Data", *data_blocks(metrics, predictions)),
             section("Provenance (first run)", *provenance_blocks(runs[0], metrics))]
 
 
 def run_links(directory: Path) -> dict | None:
-    return links([(p.name, f"runs/{p.name}/{REPORT}") for p in run_dirs(directory) if (p / REPORT).is_file()])
+    return links([(p.name, f"{GridDir.RUN_DIRS}/{p.name}/{RunDir.REPORT}") for p in run_dirs(directory)
+                  if (p / RunDir.REPORT).is_file()])
 
 
 def grid_page(directory: Path) -> dict:
-    records = read_rows(directory / "runs.csv")
-    rows = read_rows(directory / "configurations.csv")
-    paper = read_rows(directory / "table.csv")
+    records = read_rows(directory / GridDir.RUNS)
+    rows = read_rows(directory / GridDir.CONFIGURATIONS)
+    paper = read_rows(directory / GridDir.TABLE)
     first = run_dirs(directory)
-    backbone = read_json(first[0] / RUN_METRICS).get("backbone") if first else None
-    data = read_json(first[0] / RUN_METRICS).get("data", "?") if first else "?"
+    backbone = read_json(first[0] / RunDir.METRICS).get("backbone") if first else None
+    data = read_json(first[0] / RunDir.METRICS).get("data", "?") if first else "?"
     repeats = max((r["runs"] for r in rows), default=0)
     sections = [
         section("The table", summary_table(paper, "method", "The paper's rows: -1 the best block-level configuration, "
@@ -126,9 +138,9 @@ def grid_page(directory: Path) -> dict:
 
 
 def search_page(directory: Path) -> dict:
-    rows = read_rows(directory / "search.csv")
+    rows = read_rows(directory / SearchDir.CSV)
     trained = [r for r in rows if r.get("test_auroc_mean") is not None]  # successive halving stops some cuts early
-    result = read_json(directory / "search.json")
+    result = read_json(directory / SearchDir.JSON)
     config = result.get("config") or {}
     cost = result.get("cost") or {}
     caption = (f"Every candidate cut; chosen on mean {result.get('select', 'validation')} over seeds "

@@ -11,8 +11,9 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ..errors import ConfigError
+from ..rundir import RunDir
 
-PREDICTIONS = "predictions_test.csv"
+PREDICTIONS = RunDir.PREDICTIONS
 BINS = 10
 
 

@@ -8,23 +8,36 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..rundir import RunDir
 from . import figures
-from .blocks import cards, figure, fmt, note, pairs, pre, read_json, read_rows, row, section, table
+from .blocks import (
+    cards,
+    figure,
+    fmt,
+    note,
+    pairs,
+    pre,
+    read_json,
+    read_rows,
+    row,
+    section,
+    table,
+)
 from .predictions import PREDICTIONS, Predictions, read_predictions
 
-METRICS = "metrics.json"
+METRICS = RunDir.METRICS
 SPLITS = ("train", "val", "test")
 # Metric suffixes in the order a reader looks for them; others follow alphabetically.
 ORDER = ("auroc", "auprc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity", "ece", "loss",
          "auprc_trapz")
 SHOWN = {"data_source", "provenance"}  # rendered in their own sections
-PROVENANCE = ("command", "argv", "versions", "medtl_version", "torch_version", "timm_version", "python", "git_commit",
+PROVENANCE = ("format_version", "command", "argv", "versions", "medtl_version", "torch_version", "timm_version", "python", "git_commit",
               "commit", "machine", "platform", "hostname", "device", "started", "finished")
 
 
 def run_page(run: Path) -> dict:
     metrics = read_json(run / METRICS)
-    spec = read_json(run / "model.json") if (run / "model.json").is_file() else {}
+    spec = read_json(run / RunDir.MODEL) if (run / RunDir.MODEL).is_file() else {}
     predictions = read_predictions(run / PREDICTIONS, spec.get("classes") or None) \
         if (run / PREDICTIONS).is_file() else None
     title = (f"{metrics.get('data', '?')} · {metrics.get('backbone', '?')} · {metrics.get('strategy', '?')} "
@@ -133,7 +146,7 @@ def per_class_table(p: Predictions) -> dict:
 
 
 def training_blocks(run: Path, metrics: dict) -> list[dict | None]:
-    path = run / "history.csv"
+    path = run / RunDir.HISTORY
     if not path.is_file() or not read_rows(path):
         return [note("No history.csv in this run.")]
     return [figure(figures.history(read_rows(path), metrics.get("best_epoch")),
@@ -204,7 +217,7 @@ def provenance_blocks(run: Path, metrics: dict) -> list[dict | None]:
             flat += [(f"{key} {k}", v) for k, v in value.items()]
         else:
             flat.append((key, " ".join(value) if key in ("command", "argv") and isinstance(value, list) else value))
-    config = run / "config.yaml"
+    config = run / RunDir.CONFIG
     return [
         pairs([("run directory", str(run.resolve())), ("seed", metrics.get("seed")), *flat], caption="Recorded by "
               "the run" + ("" if flat else " (this run predates provenance records: versions, command and commit "

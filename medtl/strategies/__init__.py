@@ -61,10 +61,12 @@ def lp_ft(cut: str | None = None, probe_epochs: int = 5) -> Strategy:
 @dataclass(frozen=True)
 class StrategyEntry:
     """A registered strategy: its factory (whose keyword parameters, defaults included, are the strategy's
-    options), its short name in the paper's table, and the option its cut axis sets in a grid (``medtl compare``)."""
+    options), its short name in the paper's table, its matplotlib colour on every figure (a comparison's curves, a
+    report's, Grad-CAM's labels), and the option its cut axis sets in a grid (``medtl compare``)."""
 
     factory: Callable[..., Strategy]
     label: str
+    colour: str
     cut_option: str | None = None
 
     @property
@@ -79,16 +81,31 @@ class StrategyEntry:
         return text.replace("``", "")
 
 
-STRATEGIES: dict[str, StrategyEntry] = {  # in the order of the paper's table
-    "full": StrategyEntry(full, "FTL"),
-    "linear": StrategyEntry(linear, "linear"),
-    "lwft": StrategyEntry(lwft, "LWFT", cut_option="freeze_to"),
-    "transfusion": StrategyEntry(transfusion, "TF", cut_option="slim_from"),
-    "truncated": StrategyEntry(truncated, "TTL", cut_option="cut"),
-    "scratch": StrategyEntry(scratch, "scratch"),
-    "llrd": StrategyEntry(llrd, "LLRD"),
-    "lp-ft": StrategyEntry(lp_ft, "LP-FT"),
+# In the order of the paper's table. Colours: the strategies with a cut axis take the first colours of matplotlib's
+# cycle, the references (full, linear) the greys of the comparison's reference lines.
+STRATEGIES: dict[str, StrategyEntry] = {
+    "full": StrategyEntry(full, "FTL", "0.25"),
+    "linear": StrategyEntry(linear, "linear", "0.6"),
+    "lwft": StrategyEntry(lwft, "LWFT", "C1", cut_option="freeze_to"),
+    "transfusion": StrategyEntry(transfusion, "TF", "C2", cut_option="slim_from"),
+    "truncated": StrategyEntry(truncated, "TTL", "C0", cut_option="cut"),
+    "scratch": StrategyEntry(scratch, "scratch", "C4"),
+    "llrd": StrategyEntry(llrd, "LLRD", "C5"),
+    "lp-ft": StrategyEntry(lp_ft, "LP-FT", "C6"),
 }
+OTHER_COLOUR = "C7"  # a strategy name this version does not know (a run written by another version)
+
+
+def label_of(name: str) -> str:
+    """The paper's short name of strategy ``name`` (TTL, FTL, ...); an unknown name as it is."""
+    entry = STRATEGIES.get(name)
+    return entry.label if entry else name
+
+
+def colour_of(name: str) -> str:
+    """The colour of strategy ``name`` on every figure."""
+    entry = STRATEGIES.get(name)
+    return entry.colour if entry else OTHER_COLOUR
 
 
 def strategy_options() -> set[str]:
@@ -109,5 +126,5 @@ def get_strategy(name: str, **params) -> Strategy:
     return entry.factory(**given)
 
 
-__all__ = ["STRATEGIES", "Strategy", "StrategyEntry", "get_strategy", "full", "linear", "llrd", "lp_ft", "lwft",
+__all__ = ["STRATEGIES", "Strategy", "StrategyEntry", "colour_of", "get_strategy", "label_of", "full", "linear", "llrd", "lp_ft", "lwft",
            "scratch", "strategy_options", "transfusion", "truncated"]
