@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .artifacts import atomic_write, load_model, remove_partial_writes, save_model, write_csv, write_json
+from .files import make_dir  # noqa: F401 -- also imported from here
 from .config import TrainConfig
 from .errors import ConfigError
 
@@ -272,15 +273,3 @@ class RunDir:
 
     def remove_partial_writes(self) -> None:
         remove_partial_writes(self.path)
-
-
-def make_dir(path: str | Path) -> Path:
-    """``mkdir -p`` with a ConfigError that says what is wrong (a file in the way, no permission, no space)."""
-    path = Path(path).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(f"{path} exists and is not a directory; choose another --out.") from None
-    except OSError as e:
-        raise ConfigError(f"cannot create {path}: {e.strerror}; choose another --out.") from e
-    return path

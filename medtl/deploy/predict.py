@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import MODEL_SPEC, MODEL_WEIGHTS, atomic_file, check_out_file, load_model
+from ..artifacts import MODEL_SPEC, MODEL_WEIGHTS, load_model
 from ..data import Preprocess
 from ..data.images import IMAGE_EXTENSIONS, is_image_file, load_images, read_image
 from ..ensembles import ENSEMBLE, read_ensemble
 from ..errors import ConfigError, DataError, MedtlWarning
+from ..files import atomic_file, check_out_file
 from ..model import ModelSpec
 from ..progress import progress
 from ..training import predict as torch_predict
