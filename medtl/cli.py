@@ -459,9 +459,13 @@ def _list(args: argparse.Namespace) -> None:
                 print(" " * (name_w + label_w) + line)
 
 
-def _check_destination(command: str, args: argparse.Namespace) -> None:
-    """``--out`` usable (a folder that can be written or created; ``predict``: a file) before a command does any
-    work, so that no command spends minutes and then fails on its destination."""
+def _preflight(command: str, args: argparse.Namespace) -> None:
+    """Before a command does any work (so that none spends minutes and then fails on them): a Ray cluster's
+    ``--address`` answers, and ``--out`` is usable (a folder that can be written or created; ``predict``: a file)."""
+    if getattr(args, "executor", None) == "ray":
+        from .cluster import check_reachable
+
+        check_reachable(args.address)
     out = getattr(args, "out", None)
     if command in ("train", "compare", "search") or not isinstance(out, Path):
         return  # a training option: RunDir creates and checks it before training
@@ -519,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always", MedtlWarning)
             warnings.showwarning = _show_warning(warnings.showwarning)
-            _check_destination(command, args)
+            _preflight(command, args)
             status = handlers[command](args)
     except MedtlError as e:
         print(f"medtl: error: {e}", file=sys.stderr)

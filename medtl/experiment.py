@@ -29,7 +29,7 @@ from .evaluation import (classification_metrics, count_macs, count_parameters, e
                          predictions_table, with_calibrated)
 from .evaluation.threshold import run_operating_point
 from .model import Classifier
-from .resolve import load_data, make_strategy, model_weights, resolve_device, volume_of
+from .resolve import load_data, make_strategy, model_weights, resolve_device, volume_of, warn_small_train
 from .rundir import RunDir, data_fingerprint
 from .source import SourceRun
 from .strategies import Strategy
@@ -107,6 +107,7 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
                              volume=p.cfg.volume)
     warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
     warn_imbalance(p.data, p.cfg.class_weights)
+    warn_small_train(p.data, p.cfg)
     p = plan(p, model, verbose)
     name = p.cfg.name or f"{Path(p.data.name).stem}-{p.cfg.backbone}-{p.strategy.name}-{model.spec.cut}-s{p.cfg.seed}"
     run = distributed.one_run(lambda: RunDir.at(run_dir) if run_dir is not None else RunDir.create(p.cfg.out, name))
