@@ -119,12 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("model", type=Path, help="run directory, exported .onnx file, or the folder `medtl export` wrote")
     pr.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or CSVs with a path column")
     pr.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write (default predictions.csv)")
-    pr.add_argument("--threshold", type=_number("probability"), help="binary: call positive when P(positive) >= this (default: the "
+    pr.add_argument("--threshold", type=_number("probability"),
+                    help="binary: call positive when P(positive) >= this (default: the "
                     "threshold the run chose on validation)")
     pr.add_argument("--tta", default="none", choices=("none", "hflip"), help="test-time augmentation (default: none)")
     pr.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and list them "
                     "instead of failing")
-    pr.add_argument("--batch-size", type=_number("files"), default=256, help="files read and scored at once (bounds memory)")
+    pr.add_argument("--batch-size", type=_number("files"), default=256,
+                    help="files read and scored at once (bounds memory)")
     pr.add_argument("--threads", type=_number("threads"), help="CPU threads")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -134,12 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "validation and test images")
     en.add_argument("--out", type=Path, required=True, help="directory for ensemble.json, metrics.json, predictions, "
                     "MODEL_CARD.md and report.html (`medtl predict DIR` runs every member and averages)")
-    en.add_argument("--bootstrap", type=_number("bootstrap"), default=2000, help="bootstrap resamples for the 95%% intervals "
+    en.add_argument("--bootstrap", type=_number("bootstrap"), default=2000,
+                    help="bootstrap resamples for the 95%% intervals "
                     "(default 2000; 0: none)")
     en.add_argument("--seed", type=_number("seed"), default=0, help="seed of the bootstrap (default 0)")
-    en.add_argument("--target-sensitivity", type=_number("target_sensitivity"), help="binary: choose the threshold reaching this sensitivity "
+    en.add_argument("--target-sensitivity", type=_number("target_sensitivity"),
+                    help="binary: choose the threshold reaching this sensitivity "
                     "on the averaged validation probabilities (default: Youden's J)")
-    en.add_argument("--threads", type=_number("threads"), help="CPU threads (the members' latency is measured with them)")
+    en.add_argument("--threads", type=_number("threads"),
+                    help="CPU threads (the members' latency is measured with them)")
     en.add_argument("--no-report", dest="report", action="store_false", help="no report.html")
 
     ex = sub.add_parser("export", help="export a run's model to one self-contained file, checked against torch")
@@ -164,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--cuts", default="block", help="the cut axis of truncated/lwft/transfusion: block, layer, "
                          "all, auto (the one-pass estimate's pick), or CUT,CUT,... (default: block)")
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
-    compare.add_argument("--resplits", type=_number("repeats"), metavar="K", help="instead of seeds: K repeats, each on its own "
+    compare.add_argument("--resplits", type=_number("repeats"), metavar="K",
+                         help="instead of seeds: K repeats, each on its own "
                          "stratified split of train+val+test pooled (the paper's three splits)")
     compare.add_argument("--select-by", default="auprc", choices=("auroc", "auprc"),
                          help="validation metric that picks the -1/-2 rows (default: auprc)")
@@ -181,9 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: the one-pass estimate replaces stage 1")
     search.add_argument("--scheduler", choices=("asha",), help="asha: successive halving instead of the two stages: "
                         "every cut starts, the worse half (on mean validation metric) is stopped at each rung")
-    search.add_argument("--grace-epochs", type=_number("epochs"), default=3, help="asha: the first rung, in epochs; the next are "
+    search.add_argument("--grace-epochs", type=_number("epochs"), default=3,
+                        help="asha: the first rung, in epochs; the next are "
                         "at grace x factor, grace x factor^2, ... (default: 3)")
-    search.add_argument("--reduction-factor", type=_number("factor"), default=2, help="asha: 1/factor of the candidates go on at "
+    search.add_argument("--reduction-factor", type=_number("factor"), default=2,
+                        help="asha: 1/factor of the candidates go on at "
                         "each rung (default: 2)")
     _add_grid_flags(search, skip=("cut",))
 
@@ -191,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     reuse = analyze.add_parser("reuse", help="SVCCA and linear CKA of pretrained vs fine-tuned features at every cut "
                                "up to the run's cut, with a random baseline (the paper's feature-reuse figure)")
     reuse.add_argument("run", type=Path, help="run directory (model.json, model.safetensors, config.yaml)")
-    reuse.add_argument("--images", type=_number("images"), default=128, help="images compared (default: 128, as in the paper)")
+    reuse.add_argument("--images", type=_number("images"), default=128,
+                       help="images compared (default: 128, as in the paper)")
     reuse.add_argument("--split", default="test", choices=("train", "val", "test"), help="their split (default: test)")
     reuse.add_argument("--results", type=Path, help="directory of truncated runs (e.g. a compare output) whose test "
                        "AUPRC per cut is drawn on a twin axis")
@@ -201,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="Grad-CAM maps of one or more runs side by side (gradcam.png, "
                              "gradcam.npz): one column per run, one row per image")
     explain.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories trained on the same data")
-    explain.add_argument("--images", type=_number("images"), default=4, help="images explained (default: 4, classes in turn)")
+    explain.add_argument("--images", type=_number("images"), default=4,
+                         help="images explained (default: 4, classes in turn)")
     explain.add_argument("--split", default="test", choices=("train", "val", "test"),
                          help="their split (default: test)")
     explain.add_argument("--layer", help="trunk module whose output is explained (default: each model's cut)")
@@ -216,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "several splits, odd images; exit status 1 when anything leaks across splits")
     check.add_argument("data", help="data set (as for train --data)")
     check.add_argument("--out", type=Path, help="write leakage.json and pairs.png (flagged pairs side by side) here")
-    check.add_argument("--threshold", type=_number("cosine"), help="cosine of 16x16 grey thumbnails from which two images count "
+    check.add_argument("--threshold", type=_number("cosine"),
+                       help="cosine of 16x16 grey thumbnails from which two images count "
                        "as near duplicates (default: 0.98; see README 'Data')")
     _add_config_flags(check, only=_CHECK_OPTIONS)
 
@@ -226,14 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_grid_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    parser.add_argument("--workers", type=_number("workers"), default=1, help="runs trained at once, in separate processes "
+    parser.add_argument("--workers", type=_number("workers"), default=1,
+                        help="runs trained at once, in separate processes "
                         "(default 1; without --threads each gets cores/workers threads)")
     parser.add_argument("--executor", default="local", choices=("local", "ray"), help="where runs train: local "
                         "processes (default) or Ray Tune trials on a Ray cluster (pip install 'medtl[ray]')")
     parser.add_argument("--address", help="ray: the cluster to join (auto, or HOST:PORT; default: start a local one)")
-    parser.add_argument("--cpus-per-run", type=_number("workers"), default=1, help="ray: CPUs each run reserves (and its torch "
+    parser.add_argument("--cpus-per-run", type=_number("workers"), default=1,
+                        help="ray: CPUs each run reserves (and its torch "
                         "threads, unless --threads is given; default 1)")
-    parser.add_argument("--gpus-per-run", type=_number("gpus"), default=0, help="ray: GPUs each run reserves (a fraction packs "
+    parser.add_argument("--gpus-per-run", type=_number("gpus"), default=0,
+                        help="ray: GPUs each run reserves (a fraction packs "
                         "several runs on one GPU; default 0)")
     parser.add_argument("--config", type=Path, help="YAML file of training options (flags override it)")
     parser.add_argument("--verbose", action="store_true", help="progress bars of every run")

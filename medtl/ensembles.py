@@ -162,7 +162,8 @@ def _data_difference(a: RunDir, b: RunDir) -> str:
         ca, cb = a.load_config(), b.load_config()
     except MedtlError:
         return "their data fingerprints differ"
-    changed = [f"{k} {getattr(ca, k)!r} vs {getattr(cb, k)!r}" for k in DATA_OPTIONS if getattr(ca, k) != getattr(cb, k)]
+    changed = [f"{k} {getattr(ca, k)!r} vs {getattr(cb, k)!r}" for k in DATA_OPTIONS
+               if getattr(ca, k) != getattr(cb, k)]
     if ca.data_seed != cb.data_seed:
         given = "--split-seed" if ca.split_seed is not None or cb.split_seed is not None else "--seed (no --split-seed)"
         changed.append(f"the seed of the drawn splits, {ca.data_seed} vs {cb.data_seed}, from {given}")
