@@ -1,83 +1,23 @@
-"""Run directories and artefacts: atomic writes, the trained model as safetensors + JSON, CSV tables.
+"""Artefacts: the trained model as safetensors + JSON (how files are written is :mod:`medtl.files`).
 
 A saved model is ``model.safetensors`` (tensors only, safe to open from anywhere) and ``model.json`` (the
 :class:`~medtl.model.ModelSpec`: backbone, cut, head, preprocessing, classes). Nothing here unpickles.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import os
-import re
-import tempfile
 from pathlib import Path
-
 
 from .errors import ConfigError
 from .formats import versioned
+# the file helpers moved to .files (below the data layer); importers of medtl.artifacts keep finding them here
+from .files import (PARTIAL_WRITE, UMASK, atomic_file, atomic_write, check_out_dir, check_out_file,  # noqa: F401
+                    remove_partial_writes, write_csv, write_json)
 from .model import Classifier, ModelSpec, rebuild
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_SPEC = "model.json"
-PARTIAL_WRITE = re.compile(r"\.[^/]+\.[a-z0-9_]{8}")  # tempfile.mkstemp(prefix=".<name>.") in atomic_write
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-UMASK = _umask()  # read once: os.umask can only be read by setting it
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` so that a reader (or a crash) never sees a half-written file.
-
-    Text is UTF-8, with file names that are not valid UTF-8 kept as backslash escapes rather than failing the write.
-    The file gets the permissions of any other file the user creates (``0666 & ~umask``; mkstemp's are 0600). A
-    full disk or a read-only directory is a ConfigError naming the file; the previous version of it stays intact."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as e:
-        raise ConfigError(f"cannot write {path}: {e.strerror}.") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~UMASK)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path}: {e.strerror}; free space or choose another --out (files already "
-                          "written, the last good checkpoint included, are intact).") from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_partial_writes(directory: Path) -> None:
-    """Delete the temporary files of :func:`atomic_write` that a killed process left in ``directory``."""
-    for path in directory.glob(".*"):
-        if PARTIAL_WRITE.fullmatch(path.name) and path.is_file():
-            path.unlink(missing_ok=True)
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic_write(path, buffer.getvalue())
 
 
 def weights_sha256(directory: str | Path) -> str:

@@ -16,7 +16,7 @@ import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from .config import VOLUME_MODES, TrainConfig, grid_refused, read_yaml
+from .config import VOLUME_MODES, TrainConfig, check_value, grid_refused, limits, meta_of, read_yaml
 from .errors import ConfigError, MedtlError, MedtlWarning
 
 # What a grid uses instead of the train options it sets itself.
@@ -27,6 +27,39 @@ GRID_INSTEAD = {"strategy": "--strategies", "cut": "--cuts", "seed": "--seeds", 
 
 # the TrainConfig options that `medtl data check` takes
 _CHECK_OPTIONS = ("data_root", "image_size", "split", "seed", "split_seed", "group_by", "skip_bad_images", "threads")
+
+
+# The kind and range of every numeric flag that is not a train option (those carry theirs in TrainConfig's metadata,
+# reused here where a command takes the same value): one table, checked as the flags are parsed.
+NUMBERS: dict[str, tuple[type, dict]] = {
+    "threads": (int, meta_of("threads")), "image_size": (int, meta_of("image_size")),
+    "bootstrap": (int, meta_of("bootstrap")), "seed": (int, meta_of("seed")),
+    "target_sensitivity": (float, meta_of("target_sensitivity")),
+    "probability": (float, limits(0, 1)), "cosine": (float, limits(0, 1, low_open=True)),
+    "files": (int, limits(1, 65_536)), "images": (int, limits(1, 100_000)), "classes": (int, limits(1, 100_000)),
+    "channels": (int, limits(1, 64)), "repeats": (int, limits(1, 1000)), "epochs": (int, limits(1, 100_000)),
+    "factor": (int, limits(2, 1000)), "workers": (int, limits(1, 1024)), "gpus": (float, limits(0, 1024)),
+}
+
+
+def _number(name: str) -> typing.Callable[[str], int | float]:
+    """The argparse ``type`` of a flag holding a :data:`NUMBERS` value: a bad one exits with status 2 naming the
+    flag (``argument --threads: ...``) before anything runs."""
+    kind, meta = NUMBERS[name]
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        try:
+            check_value("it", value, meta)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+
+    return parse
 
 
 def _parse_floats(text: str) -> list[float]:
@@ -78,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=("train", "val", "test"),
                     help="the split to score (default: the test split of the run's own data; every image of --data)")
     ev.add_argument("--out", type=Path, help="write predictions and metrics here")
-    ev.add_argument("--threads", type=int, help="CPU threads (default: one per core)")
+    ev.add_argument("--threads", type=_number("threads"), help="CPU threads (default: one per core)")
     ev.add_argument("--tta", default="none", choices=("none", "hflip"),
                     help="test-time augmentation: hflip averages each image with its mirror (default: none)")
 
@@ -86,13 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("model", type=Path, help="run directory, exported .onnx file, or the folder `medtl export` wrote")
     pr.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or CSVs with a path column")
     pr.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write (default predictions.csv)")
-    pr.add_argument("--threshold", type=float, help="binary: call positive when P(positive) >= this (default: the "
+    pr.add_argument("--threshold", type=_number("probability"),
+                    help="binary: call positive when P(positive) >= this (default: the "
                     "threshold the run chose on validation)")
     pr.add_argument("--tta", default="none", choices=("none", "hflip"), help="test-time augmentation (default: none)")
     pr.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and list them "
                     "instead of failing")
-    pr.add_argument("--batch-size", type=int, default=256, help="files read and scored at once (bounds memory)")
-    pr.add_argument("--threads", type=int, help="CPU threads")
+    pr.add_argument("--batch-size", type=_number("files"), default=256,
+                    help="files read and scored at once (bounds memory)")
+    pr.add_argument("--threads", type=_number("threads"), help="CPU threads")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     en = sub.add_parser("ensemble", help="average the class probabilities of several finished runs on the same "
@@ -101,12 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "validation and test images")
     en.add_argument("--out", type=Path, required=True, help="directory for ensemble.json, metrics.json, predictions, "
                     "MODEL_CARD.md and report.html (`medtl predict DIR` runs every member and averages)")
-    en.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the 95%% intervals "
+    en.add_argument("--bootstrap", type=_number("bootstrap"), default=2000,
+                    help="bootstrap resamples for the 95%% intervals "
                     "(default 2000; 0: none)")
-    en.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    en.add_argument("--target-sensitivity", type=float, help="binary: choose the threshold reaching this sensitivity "
+    en.add_argument("--seed", type=_number("seed"), default=0, help="seed of the bootstrap (default 0)")
+    en.add_argument("--target-sensitivity", type=_number("target_sensitivity"),
+                    help="binary: choose the threshold reaching this sensitivity "
                     "on the averaged validation probabilities (default: Youden's J)")
-    en.add_argument("--threads", type=int, help="CPU threads (the members' latency is measured with them)")
+    en.add_argument("--threads", type=_number("threads"),
+                    help="CPU threads (the members' latency is measured with them)")
     en.add_argument("--no-report", dest="report", action="store_false", help="no report.html")
 
     ex = sub.add_parser("export", help="export a run's model to one self-contained file, checked against torch")
@@ -116,9 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cuts = sub.add_parser("cuts", help="list a backbone's cut points with shapes, parameters and MACs")
     cuts.add_argument("--backbone", required=True)
-    cuts.add_argument("--num-classes", type=int, default=2)
-    cuts.add_argument("--image-size", type=int, help="input side (default: 224; 64 with --volume)")
-    cuts.add_argument("--in-chans", type=int, default=3)
+    cuts.add_argument("--num-classes", type=_number("classes"), default=2)
+    cuts.add_argument("--image-size", type=_number("image_size"), help="input side (default: 224; 64 with --volume)")
+    cuts.add_argument("--in-chans", type=_number("channels"), default=3)
     cuts.add_argument("--head", default="avg", choices=("avg", "flatten"))
     cuts.add_argument("--level", choices=("stem", "block", "layer"), help="only cuts of this level")
     cuts.add_argument("--volume", choices=VOLUME_MODES, help="the 3D model this conversion makes (shapes, "
@@ -131,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--cuts", default="block", help="the cut axis of truncated/lwft/transfusion: block, layer, "
                          "all, auto (the one-pass estimate's pick), or CUT,CUT,... (default: block)")
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
-    compare.add_argument("--resplits", type=int, metavar="K", help="instead of seeds: K repeats, each on its own "
+    compare.add_argument("--resplits", type=_number("repeats"), metavar="K",
+                         help="instead of seeds: K repeats, each on its own "
                          "stratified split of train+val+test pooled (the paper's three splits)")
     compare.add_argument("--select-by", default="auprc", choices=("auroc", "auprc"),
                          help="validation metric that picks the -1/-2 rows (default: auprc)")
@@ -148,9 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: the one-pass estimate replaces stage 1")
     search.add_argument("--scheduler", choices=("asha",), help="asha: successive halving instead of the two stages: "
                         "every cut starts, the worse half (on mean validation metric) is stopped at each rung")
-    search.add_argument("--grace-epochs", type=int, default=3, help="asha: the first rung, in epochs; the next are "
+    search.add_argument("--grace-epochs", type=_number("epochs"), default=3,
+                        help="asha: the first rung, in epochs; the next are "
                         "at grace x factor, grace x factor^2, ... (default: 3)")
-    search.add_argument("--reduction-factor", type=int, default=2, help="asha: 1/factor of the candidates go on at "
+    search.add_argument("--reduction-factor", type=_number("factor"), default=2,
+                        help="asha: 1/factor of the candidates go on at "
                         "each rung (default: 2)")
     _add_grid_flags(search, skip=("cut",))
 
@@ -158,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     reuse = analyze.add_parser("reuse", help="SVCCA and linear CKA of pretrained vs fine-tuned features at every cut "
                                "up to the run's cut, with a random baseline (the paper's feature-reuse figure)")
     reuse.add_argument("run", type=Path, help="run directory (model.json, model.safetensors, config.yaml)")
-    reuse.add_argument("--images", type=int, default=128, help="images compared (default: 128, as in the paper)")
+    reuse.add_argument("--images", type=_number("images"), default=128,
+                       help="images compared (default: 128, as in the paper)")
     reuse.add_argument("--split", default="test", choices=("train", "val", "test"), help="their split (default: test)")
     reuse.add_argument("--results", type=Path, help="directory of truncated runs (e.g. a compare output) whose test "
                        "AUPRC per cut is drawn on a twin axis")
@@ -168,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="Grad-CAM maps of one or more runs side by side (gradcam.png, "
                              "gradcam.npz): one column per run, one row per image")
     explain.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories trained on the same data")
-    explain.add_argument("--images", type=int, default=4, help="images explained (default: 4, classes in turn)")
+    explain.add_argument("--images", type=_number("images"), default=4,
+                         help="images explained (default: 4, classes in turn)")
     explain.add_argument("--split", default="test", choices=("train", "val", "test"),
                          help="their split (default: test)")
     explain.add_argument("--layer", help="trunk module whose output is explained (default: each model's cut)")
@@ -183,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "several splits, odd images; exit status 1 when anything leaks across splits")
     check.add_argument("data", help="data set (as for train --data)")
     check.add_argument("--out", type=Path, help="write leakage.json and pairs.png (flagged pairs side by side) here")
-    check.add_argument("--threshold", type=float, help="cosine of 16x16 grey thumbnails from which two images count "
+    check.add_argument("--threshold", type=_number("cosine"),
+                       help="cosine of 16x16 grey thumbnails from which two images count "
                        "as near duplicates (default: 0.98; see README 'Data')")
     _add_config_flags(check, only=_CHECK_OPTIONS)
 
@@ -193,14 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_grid_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    parser.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes "
+    parser.add_argument("--workers", type=_number("workers"), default=1,
+                        help="runs trained at once, in separate processes "
                         "(default 1; without --threads each gets cores/workers threads)")
     parser.add_argument("--executor", default="local", choices=("local", "ray"), help="where runs train: local "
                         "processes (default) or Ray Tune trials on a Ray cluster (pip install 'medtl[ray]')")
     parser.add_argument("--address", help="ray: the cluster to join (auto, or HOST:PORT; default: start a local one)")
-    parser.add_argument("--cpus-per-run", type=int, default=1, help="ray: CPUs each run reserves (and its torch "
+    parser.add_argument("--cpus-per-run", type=_number("workers"), default=1,
+                        help="ray: CPUs each run reserves (and its torch "
                         "threads, unless --threads is given; default 1)")
-    parser.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs each run reserves (a fraction packs "
+    parser.add_argument("--gpus-per-run", type=_number("gpus"), default=0,
+                        help="ray: GPUs each run reserves (a fraction packs "
                         "several runs on one GPU; default 0)")
     parser.add_argument("--config", type=Path, help="YAML file of training options (flags override it)")
     parser.add_argument("--verbose", action="store_true", help="progress bars of every run")
@@ -329,15 +376,18 @@ def _report(args: argparse.Namespace) -> None:
     print(write_report(args.directory))
 
 
-def _evaluate(args: argparse.Namespace) -> None:
-    import torch
+def _use_threads(args: argparse.Namespace) -> None:
+    """``--threads`` of the commands that are no training run (its range is checked as it is parsed)."""
+    if args.threads is not None:
+        import torch
 
+        torch.set_num_threads(args.threads)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
     from .api import evaluate
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
-        torch.set_num_threads(args.threads)
+    _use_threads(args)
     metrics = evaluate(args.run, args.data, data_root=args.data_root, split=args.split, out=args.out,
                        tta=args.tta)
     print("  ".join(f"{k} {'undefined' if v is None else f'{v:.4f}'}" for k, v in metrics.items()))
@@ -353,12 +403,9 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    import torch
-
     from .deploy.predict import predict
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _use_threads(args)
     result = predict(args.model, args.inputs, args.out, threshold=args.threshold, tta=args.tta,
                      skip_bad_images=args.skip_bad_images, batch_size=args.batch_size, verbose=not args.quiet)
     print(f"{result.out}: {result.predicted} image(s) predicted" +
@@ -366,16 +413,9 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _ensemble(args: argparse.Namespace) -> None:
-    import torch
-
     from .api import ensemble
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
-        torch.set_num_threads(args.threads)
-    if args.bootstrap < 0:
-        raise ConfigError(f"--bootstrap must be 0 or more, got {args.bootstrap}.")
+    _use_threads(args)
     result = ensemble(args.runs, args.out, bootstrap=args.bootstrap, seed=args.seed,
                       target_sensitivity=args.target_sensitivity, report=args.report)
     m, ci = result.metrics, result.metrics.get("test_auroc_ci")
@@ -433,6 +473,21 @@ def _list(args: argparse.Namespace) -> None:
                 print(" " * (name_w + label_w) + line)
 
 
+def _preflight(command: str, args: argparse.Namespace) -> None:
+    """Before a command does any work (so that none spends minutes and then fails on them): a Ray cluster's
+    ``--address`` answers, and ``--out`` is usable (a folder that can be written or created; ``predict``: a file)."""
+    if getattr(args, "executor", None) == "ray":
+        from .cluster import check_reachable
+
+        check_reachable(args.address)
+    out = getattr(args, "out", None)
+    if command in ("train", "compare", "search") or not isinstance(out, Path):
+        return  # a training option: RunDir creates and checks it before training
+    from .artifacts import check_out_dir, check_out_file
+
+    (check_out_file if command == "predict" else check_out_dir)(out)
+
+
 def _show_warning(default: typing.Callable) -> typing.Callable:
     """``warnings.showwarning`` that prints medtl's own warnings as ``medtl: warning: ...`` (no source line)."""
 
@@ -482,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always", MedtlWarning)
             warnings.showwarning = _show_warning(warnings.showwarning)
+            _preflight(command, args)
             status = handlers[command](args)
     except MedtlError as e:
         print(f"medtl: error: {e}", file=sys.stderr)

@@ -276,6 +276,17 @@ def default_of(name: str) -> Any:
     """The default value of option ``name``."""
     f = next(f for f in fields(TrainConfig) if f.name == name)
     return f.default_factory() if f.default_factory is not MISSING else f.default
+def meta_of(name: str) -> dict:
+    """The metadata (help, choices, range) of option ``name``."""
+    return dict(next(f for f in fields(TrainConfig) if f.name == name).metadata)
+
+
+def limits(low: float | None = None, high: float | None = None, **kw) -> dict:
+    """Metadata holding only a range, for values that are no option but are checked like one (:func:`check_value`):
+    ``model.json``'s, and the numeric flags of the commands other than ``train``."""
+    return dict(option(low=low, high=high, **kw).metadata)
+
+
 def _omitted(f: Any, value: Any) -> bool:
     return f.metadata["omit_default"] and value == f.metadata["default"]
 

@@ -24,7 +24,7 @@ import torch
 
 from .artifacts import MODEL_SPEC, MODEL_WEIGHTS, load_model, weights_sha256
 from .deploy.card import MODEL_CARD, ensemble_card
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, MedtlError
 from .evaluation import (
     classification_metrics,
     evidence,
@@ -39,6 +39,8 @@ from .rundir import RunDir, make_dir
 
 ENSEMBLE = "ensemble.json"
 SPLITS = ("val", "test")
+# the options that choose a run's images and their splits (besides the seed of drawn splits)
+DATA_OPTIONS = ("data", "data_root", "split", "resplit", "group_by", "skip_bad_images", "window", "spacing")
 
 
 @dataclass
@@ -155,9 +157,25 @@ def _check_same_data(members: list[RunDir], specs: list[ModelSpec], records: lis
         differ = [split for split in SPLITS if split in mine and split in theirs and mine[split] != theirs[split]]
         if differ:
             raise DataError(f"{members[i].path} was scored on other {' and '.join(differ)} images than "
-                            f"{members[j].path} (their data fingerprints differ: data {r.get('data')!r} vs "
-                            f"{records[j].get('data')!r}); an ensemble averages runs on the same images: same data, "
-                            "split fractions, seed of drawn splits (--split-seed fixes it across seeds) and --resplit.")
+                            f"{members[j].path} ({_data_difference(members[i], members[j])}); an ensemble averages "
+                            "runs on the same images: same data, split fractions, seed of drawn splits (--split-seed "
+                            "fixes it across seeds) and --resplit.")
+
+
+def _data_difference(a: RunDir, b: RunDir) -> str:
+    """What, in the two runs' configs, makes their images differ: the options that choose the data and its splits."""
+    try:
+        ca, cb = a.load_config(), b.load_config()
+    except MedtlError:
+        return "their data fingerprints differ"
+    changed = [f"{k} {getattr(ca, k)!r} vs {getattr(cb, k)!r}" for k in DATA_OPTIONS
+               if getattr(ca, k) != getattr(cb, k)]
+    if ca.data_seed != cb.data_seed:
+        given = "--split-seed" if ca.split_seed is not None or cb.split_seed is not None else "--seed (no --split-seed)"
+        changed.append(f"the seed of the drawn splits, {ca.data_seed} vs {cb.data_seed}, from {given}")
+    if not changed:
+        return "the same data options, so the data itself changed between the runs"
+    return "their data differ by " + "; ".join(changed)
 
 
 def read_scores(run: RunDir, split: str) -> Scores:

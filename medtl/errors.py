@@ -32,8 +32,10 @@ class MedtlWarning(UserWarning):
     """Something the user should look at that does not stop the run (skipped files, a model at chance level)."""
 
 
-def unknown(kind: str, name: str, valid: list[str]) -> ConfigError:
-    """A ``ConfigError`` for an unknown name that suggests the nearest valid ones."""
+def unknown(kind: str, name: str, valid: list[str], listing: str | None = None) -> ConfigError:
+    """A ``ConfigError`` for an unknown name that suggests the nearest valid ones; with ``listing`` (how to list
+    the valid names, for lists too long to print) that instead of the whole list. Never an empty list."""
     near = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
-    return ConfigError(f"unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}.")
+    rest = f" {listing}" if listing else f" Valid: {', '.join(valid)}." if valid else ""
+    return ConfigError(f"unknown {kind} {name!r}.{hint}{rest}")

@@ -39,6 +39,7 @@ from .resolve import (
     model_weights,
     resolve_device,
     volume_of,
+    warn_small_train,
 )
 from .rundir import RunDir, data_fingerprint
 from .source import SourceRun
@@ -122,6 +123,7 @@ def start(cfg: TrainConfig, run_dir: str | Path | None = None, verbose: bool = T
                              volume=p.cfg.volume)
     warn_leakage(p.data)  # after every input check: leakage is a warning, bad input an error
     warn_imbalance(p.data, p.cfg.class_weights)
+    warn_small_train(p.data, p.cfg)
     p = plan(p, model, verbose)
     name = p.cfg.name or f"{Path(p.data.name).stem}-{p.cfg.backbone}-{p.strategy.name}-{model.spec.cut}-s{p.cfg.seed}"
     run = distributed.one_run(lambda: RunDir.at(run_dir) if run_dir is not None else RunDir.create(p.cfg.out, name))

@@ -11,6 +11,7 @@ from torch import nn
 
 from .backbones import Trunk, backbone_cuts, create_backbone, find_cut, get_spec, slim_backbone
 from .backbones.volume import to_volume
+from .config import check_value, limits, meta_of
 from .errors import ConfigError
 from .formats import KEY as FORMAT_KEY
 from .formats import format_version
@@ -67,6 +68,12 @@ class Head(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         out = self.fc(torch.flatten(self.pool(features), 1))
         return out if self.link is None else self.link(out)
+
+
+# model.json values are bounded as the options they come from are (a file may come from anyone)
+SPEC_LIMITS = {"image_size": meta_of("image_size"), "read_size": meta_of("image_size"), "shrink": meta_of("shrink"),
+               "num_classes": limits(1, 100_000), "in_chans": limits(1, 64), "threshold": limits(0, 1),
+               "temperature": limits(0, low_open=True)}
 
 
 @dataclass
@@ -131,6 +138,11 @@ class ModelSpec:
         for key, value in values.items():
             if not _is_type(value, hints[key]):
                 raise ConfigError(f"{source}: {key} has the wrong type ({type(value).__name__}: {value!r:.60}).")
+            if key in SPEC_LIMITS:
+                try:
+                    check_value(key, value, SPEC_LIMITS[key])
+                except ConfigError as e:
+                    raise ConfigError(f"{source}: {e} The file is damaged or was not written by medtl.") from None
         return cls(**values)
 
 

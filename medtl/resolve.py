@@ -46,10 +46,14 @@ def load_data(cfg: TrainConfig) -> ImageDataset:
     if cfg.resplit is not None:
         data = resplit(data, tuple(cfg.split), cfg.resplit)
     check_splits(data)
+    return data
+
+
+def warn_small_train(data: ImageDataset, cfg: TrainConfig) -> None:
+    """Before training (only: scoring a saved run is not training): a batch size above the training split."""
     if len(data.train) < cfg.batch_size:
         warnings.warn(f"the training split has {len(data.train)} images, fewer than the batch size {cfg.batch_size}; "
                       f"each epoch is one batch of {len(data.train)}.", MedtlWarning, stacklevel=2)
-    return data
 
 
 def image_size_for(cfg: TrainConfig, data: ImageDataset) -> int:

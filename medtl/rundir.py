@@ -32,6 +32,7 @@ from .artifacts import (
     write_csv,
     write_json,
 )
+from .files import make_dir  # noqa: F401 -- also imported from here
 from .config import TrainConfig
 from .errors import ConfigError
 from .formats import format_version, versioned
@@ -329,14 +330,3 @@ class SearchDir:
     def finished(cls, path: Path) -> bool:
         return all((Path(path) / name).is_file() for name in cls.FILES)
 
-
-def make_dir(path: str | Path) -> Path:
-    """``mkdir -p`` with a ConfigError that says what is wrong (a file in the way, no permission, no space)."""
-    path = Path(path).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(f"{path} exists and is not a directory; choose another --out.") from None
-    except OSError as e:
-        raise ConfigError(f"cannot create {path}: {e.strerror}; choose another --out.") from e
-    return path

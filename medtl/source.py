@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .artifacts import MODEL_SPEC, MODEL_WEIGHTS, weights_sha256
-from .backbones import Trunk, backbone_cuts, create_backbone, family_of, find_cut
+from .backbones import Trunk, backbone_cuts, create_backbone, family_of, find_cut, get_spec
 from .errors import ConfigError
 from .model import Classifier, ModelSpec
 from .rundir import RunDir
@@ -93,9 +93,21 @@ def read_source(path: str | Path, backbone: str) -> SourceRun:
 
     spec = ModelSpec.from_dict(json.loads((path / MODEL_SPEC).read_text(encoding="utf-8")), str(path / MODEL_SPEC))
     if spec.backbone != backbone:
-        raise ConfigError(f"the source run {path} is a {spec.backbone}; this run's --backbone is {backbone}. Train on "
-                          f"the same backbone (--backbone {spec.backbone}) to start from its weights.")
+        # a name read from a file is advice only once medtl knows it (never --backbone timm:hf-hub:someone/model)
+        advice = (f"Train on the same backbone (--backbone {spec.backbone}) to start from its weights."
+                  if _known_backbone(spec.backbone) else "medtl does not know that backbone, so the run cannot be a "
+                  "source of weights.")
+        raise ConfigError(f"the source run {path} is a {spec.backbone!r}; this run's --backbone is {backbone}. "
+                          f"{advice}")
     state = {k[len(TRUNK):]: v for k, v in load_file(str(path / MODEL_WEIGHTS)).items() if k.startswith(TRUNK)}
     metrics = path / RunDir.METRICS
     data = json.loads(metrics.read_text(encoding="utf-8")).get("data") if metrics.is_file() else None
     return SourceRun(path, spec, state, weights_sha256(path), data)
+
+
+def _known_backbone(name: str) -> bool:
+    try:
+        get_spec(name)
+    except ConfigError:
+        return False
+    return True

@@ -56,10 +56,11 @@ def killed_and_resumed(tmp_path_factory) -> tuple[Path, Path]:
     """(an uninterrupted run, the same run SIGKILLed in its second epoch and resumed), both finished."""
     out = tmp_path_factory.mktemp("runs")
     reference = medtl_train(*RUN, "--out", str(out / "reference"))
-    victim = medtl_train(*VERBOSE_RUN, "--out", str(out / "killed"))  # not quiet: its progress bar says when
+    victim = medtl_train(*VERBOSE_RUN, "--out", str(out / "killed"))  # not quiet: its progress lines say when
     progress = OutputWatcher(victim.stderr)
-    # the second epoch's progress bar appears after the first epoch's checkpoint is written: kill mid-epoch 2
-    wait_for(lambda: "epoch 2/3" in progress.text, "the second epoch's start", proc=victim, output=progress.close)
+    # stderr is a pipe: one progress line per epoch, the first epoch's written as the second starts, after the first
+    # epoch's checkpoint: kill mid-epoch 2
+    wait_for(lambda: "epoch 1/3:" in progress.text, "the second epoch's start", proc=victim, output=progress.close)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=60)
     assert victim.returncode == -signal.SIGKILL, progress.close()

@@ -7,6 +7,7 @@ over every spatial dimension and the map is upsampled with the interpolation of 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from torch import nn
 from ..artifacts import load_model
 from ..config import TrainConfig
 from ..data import Preprocess
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, MedtlWarning
 from ..model import Classifier
 from ..plotting import pyplot
 from ..resolve import load_data
@@ -121,6 +122,9 @@ def explain(runs: list[str | Path], *, images: int = 4, split: str = "test", lay
     if data.task == "multilabel" and target == "label":
         raise DataError("multi-label runs have no single true class to explain; use --target pred.")
     chosen = data.split(split)
+    if images > len(chosen):
+        warnings.warn(f"--images {images}: the {split} split of {data.name} has {len(chosen)} images; explaining all "
+                      f"{len(chosen)}.", MedtlWarning, stacklevel=2)
     pick = _pick(chosen.labels, images, seed)
     raw = chosen.float_images(pick)
     labels = chosen.labels[pick]

@@ -70,6 +70,9 @@ for _v in (0, 1, 2):
                                    _lite(_v), default_cut="blocks.3"))
 
 
+_CUTTABLE = "medtl cuts the ResNet, DenseNet and EfficientNet families (`medtl backbones` lists the built-in names)."
+
+
 def list_backbones() -> list[str]:
     return sorted(BACKBONES)
 
@@ -86,12 +89,14 @@ def get_spec(name: str) -> BackboneSpec:
             from torchvision.models import list_models
 
             if arch not in list_models():
-                raise unknown("torchvision architecture", arch, list_models())
+                raise unknown("torchvision architecture", arch, list_models(), "`python -c \"import torchvision; "
+                              "print(torchvision.models.list_models())\"` lists them; " + _CUTTABLE)
             return BackboneSpec(name, library, arch, imagenet=lambda: W.torchvision_imagenet(arch))
         import timm
 
         if arch not in timm.list_models():
-            raise unknown("timm architecture", arch, [m for m in timm.list_models() if m.startswith(arch[:4])][:50])
+            raise unknown("timm architecture", arch, timm.list_models(), "`python -c \"import timm; "
+                          "print(timm.list_models('resnet*'))\"` lists them (a pattern narrows the list); " + _CUTTABLE)
         cfg = timm.create_model(arch, pretrained=False).pretrained_cfg
         return BackboneSpec(name, library, arch, tuple(cfg["mean"]), tuple(cfg["std"]), lambda: W.timm_imagenet(arch))
     raise unknown("backbone", name, list_backbones() + ["timm:<name>", "torchvision:<name>"])

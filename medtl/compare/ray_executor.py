@@ -9,9 +9,12 @@ trials import medtl from where the driver does (``PYTHONPATH`` in the job's runt
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..cluster import check_reachable
 from ..errors import ConfigError, MedtlError
 from ..optional import require
 from .grid import GridRun
@@ -33,6 +36,7 @@ class RayExecutor:
         if cpus_per_run < 1 or gpus_per_run < 0:
             raise ConfigError(f"--cpus-per-run must be at least 1 and --gpus-per-run at least 0, got {cpus_per_run} "
                               f"and {gpus_per_run}.")
+        check_reachable(address)  # before any work: ray.init retries an unreachable address for minutes
         self.address, self.cpus, self.gpus = address, cpus_per_run, gpus_per_run
         self.threads = cpus_per_run
         self.max_failures = max_failures
@@ -85,8 +89,11 @@ class RayExecutor:
         ray = require("ray", extra="ray", purpose="--executor ray")
 
         if not ray.is_initialized():
+            previous = signal.getsignal(signal.SIGTERM)
             ray.init(address=self.address, include_dashboard=False, configure_logging=False,
                      runtime_env={"env_vars": {"PYTHONPATH": MEDTL_ROOT}})
+            if previous is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)  # ray.init made SIGTERM a sys.exit: keep the orderly stop
         tuner = tune.Tuner(
             tune.with_resources(trial, {"cpu": self.cpus, "gpu": self.gpus}), param_space=space,
             tune_config=tune_config,

@@ -20,7 +20,6 @@ weighs twice, so it is reported but not counted as leakage.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, MedtlWarning
 from ..optional import available
 from ..plotting import pyplot
+from ..files import check_out_dir, make_dir, write_json
 from . import load_dataset
 from .dataset import SPLITS, ImageDataset
 
@@ -300,15 +300,16 @@ def check_command(spec: str, *, out: str | Path | None = None, threshold: float 
     threshold = NEAR_THRESHOLD if threshold is None else threshold
     if not 0 < threshold <= 1:
         raise ConfigError(f"--threshold is a cosine similarity in (0, 1], got {threshold}.")
+    if out is not None:
+        out = check_out_dir(out)  # before the data is read
     if threads:
         torch.set_num_threads(threads)
     data = load_dataset(spec, **load)
     report = check_data(data, threshold)
     print(report.summary())
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "leakage.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        make_dir(out)
+        write_json(out / "leakage.json", report.to_dict())
         drawn = plot_pairs(report, data, out / "pairs.png")
         print(f"wrote {out / 'leakage.json'}" + (f" and {drawn}" if drawn else ""))
     return 1 if report.leaks else 0

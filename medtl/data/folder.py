@@ -75,6 +75,16 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
                 else:
                     ignored[f.suffix.lower() or "(no extension)"] += 1
     where = printable(root)
+    loose = [f for _, base in layout for f in sorted(base.iterdir()) if f.is_file() and not f.name.startswith(".")
+             and (is_image_file(f) or is_nifti(f))]
+    if loose:
+        outside = (f"{len(loose)} image file(s) (e.g. {printable(loose[0].relative_to(root))}) sit directly in "
+                   f"{printable(loose[0].parent)}, outside class folders")
+        if len(class_names) < 2:
+            raise DataError(f"{where}: {outside}; medtl reads an image's class from the folder holding it. Move them "
+                            f"into one folder per class ({where}/<class>/...), or list them with their labels in a "
+                            "CSV (columns path,label).")
+        warnings.warn(f"{where}: ignored {outside}.", MedtlWarning, stacklevel=3)
     found = set(class_of)
     empty = [printable(c) for c in sorted(class_names) if c not in found]
     kinds = ", ".join(f"{n} {suffix}" for suffix, n in ignored.most_common())

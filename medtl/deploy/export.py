@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..artifacts import load_model, write_json
+from ..artifacts import load_model
+from ..files import atomic_write, check_out_dir, write_json
 from ..config import TrainConfig
 from ..data import Preprocess
 from ..errors import ConfigError, MedtlError
@@ -29,6 +31,7 @@ from ..model import Classifier
 from ..optional import require_all
 from ..resolve import load_data
 from ..rundir import RunDir
+from ..files import make_dir
 from .card import MODEL_CARD
 from .predict import ONNX_FILE, SPEC_KEY, OnnxScorer
 
@@ -75,21 +78,23 @@ def export(run: str | Path, out: str | Path | None = None, format: str = "onnx",
     # onnxscript: the dynamo exporter needs it; onnxruntime: the export is checked against PyTorch
     onnx, _, _ = require_all(["onnx", "onnxscript", "onnxruntime"], extra="export", purpose="medtl export")
     run = Path(run)
+    out = check_out_dir(out if out is not None else run / "export")  # before the export's half minute of work
     model = load_model(run)
     spec = model.spec
-    out = Path(out) if out is not None else run / "export"
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     path = out / ONNX_FILE
     example = torch.zeros(2, *spec.input_shape)
-    torch.onnx.export(WithProbabilities(model).eval(), (example,), str(path), dynamo=True, external_data=False,
-                      opset_version=OPSET, input_names=["input"], output_names=["probabilities"],
-                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, verbose=False)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export.") as tmp:  # model.onnx appears whole or not at all
+        torch.onnx.export(WithProbabilities(model).eval(), (example,), str(Path(tmp) / ONNX_FILE), dynamo=True,
+                          external_data=False, opset_version=OPSET, input_names=["input"],
+                          output_names=["probabilities"], dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                          verbose=False)
+        proto = onnx.load(str(Path(tmp) / ONNX_FILE))
     info = describe(model)
-    proto = onnx.load(str(path))
     del proto.metadata_props[:]
     for key, value in info["metadata"].items():
         proto.metadata_props.add(key=key, value=value)
-    onnx.save_model(proto, str(path), save_as_external_data=False)
+    atomic_write(path, proto.SerializeToString())
     write_json(out / f"{ONNX_FILE}.json", info)
     if (run / MODEL_CARD).is_file() and out.resolve() != run.resolve():
         shutil.copyfile(run / MODEL_CARD, out / MODEL_CARD)

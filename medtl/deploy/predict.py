@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..artifacts import MODEL_SPEC, MODEL_WEIGHTS, load_model
 from ..data import Preprocess
@@ -31,6 +28,8 @@ from ..errors import ConfigError, DataError, MedtlWarning
 from ..inference import predict as torch_predict
 from ..model import ModelSpec
 from ..optional import require
+from ..files import atomic_file, check_out_file
+from ..progress import progress
 
 TTA = ("none", "hflip")
 BATCH = 256  # files read and scored at once: bounds memory (256 images at 224 px RGB are 38 MB as uint8)
@@ -199,6 +198,9 @@ def predict(model: str | Path | Scorer, inputs: Sequence[str | Path], out: str |
     returned and listed in a warning, and the rest are predicted.
     """
     check_tta(tta)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
+    out = check_out_file(out)  # before the model is loaded and any file read
     scorer = model if isinstance(model, Scorer) else load_scorer(model)
     if scorer.spec.volume is not None:
         raise ConfigError(f"{model} is a volume model ({scorer.spec.volume}); `medtl predict` reads 2D image files. "
@@ -208,27 +210,23 @@ def predict(model: str | Path | Scorer, inputs: Sequence[str | Path], out: str |
     classes = spec.classes or [str(i) for i in range(spec.num_classes)]  # runs that recorded no class names
     threshold = decision_threshold(spec, threshold)
     files = find_inputs(inputs)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     skipped: list[str] = []
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    try:
-        with os.fdopen(fd, "w", newline="") as f, tqdm(total=len(files), unit="img", disable=not verbose or
-                                                       len(files) <= batch_size, desc="predict") as bar:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["path", *(f"prob_{c}" for c in classes), "prediction",
-                             *(["threshold"] if spec.task == "binary" else [])])
-            for paths, images, bad in read_batches(files, spec, batch_size, skip_bad_images):
-                skipped += [bad[i] for i in sorted(bad)]
-                if images is not None:
-                    kept = [p for i, p in enumerate(paths) if i not in bad]
-                    prob = scorer.files(kept, images, tta)
-                    writer.writerows(_rows(kept, prob, spec.task, classes, threshold))
-                bar.update(len(paths))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(out, "w", newline="") as f, progress(total=len(files), unit="img", desc="predict",
+                                                          disable=not verbose or len(files) <= batch_size) as bar:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["path", *(f"prob_{c}" for c in classes), "prediction",
+                         *(["threshold"] if spec.task == "binary" else [])])
+        for paths, images, bad in read_batches(files, spec, batch_size, skip_bad_images):
+            skipped += [bad[i] for i in sorted(bad)]
+            if images is not None:
+                kept = [p for i, p in enumerate(paths) if i not in bad]
+                prob = scorer.files(kept, images, tta)
+                writer.writerows(_rows(kept, prob, spec.task, classes, threshold))
+            bar.update(len(paths))
+        if len(skipped) == len(files):  # raised inside the block: no CSV of a header only
+            raise DataError(f"none of the {len(files)} file(s) could be read, so nothing was predicted and {out} was "
+                            f"not written; the first: {skipped[0]}")
     if skipped:
         shown = "\n  ".join(skipped[:20]) + ("\n  ..." if len(skipped) > 20 else "")
         warnings.warn(f"skipped {len(skipped)} unreadable image file(s):\n  {shown}", MedtlWarning, stacklevel=2)

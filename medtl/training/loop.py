@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..config import TrainConfig, parse_duration
 from ..data import ImageDataset, Preprocess
@@ -24,6 +23,7 @@ from ..evaluation import classification_metrics
 from ..inference import autocast, predict, to_device
 from ..model import Classifier
 from ..rundir import Checkpoint, RunDir
+from ..progress import progress
 from ..strategies import Strategy
 from . import distributed
 from .cache import PrefixCache
@@ -238,7 +238,7 @@ class Trainer:
             for row in s.history if report else ():
                 report(row)
         steps = num_batches(len(s.train_x), cfg.batch_size)
-        bar = tqdm(total=(cfg.epochs - first + 1) * steps, disable=not self.verbose, dynamic_ncols=True,
+        bar = progress(total=(cfg.epochs - first + 1) * steps, disable=not self.verbose, dynamic_ncols=True,
                    mininterval=0.5, unit="step")
         last_save, stop = time.monotonic(), False
         deadline = last_save + parse_duration(cfg.time_limit) if cfg.time_limit else math.inf
@@ -261,6 +261,7 @@ class Trainer:
                        "seconds": time.perf_counter() - began, **({"image_size": size} if cfg.start_size else {})}
                 self.select(s, row)
                 run.append_history(row)
+                bar.set_postfix(loss=f"{train_loss:.4f}", **_last_val(s.history), refresh=False)  # this epoch's
                 pause = report is not None and not report(row)
                 if epoch == CHANCE_EPOCHS < cfg.epochs:
                     warn_if_at_chance(s.history, f"for the first {CHANCE_EPOCHS} epochs")
