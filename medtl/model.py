@@ -110,7 +110,7 @@ class ModelSpec:
         return (self.in_chans, *[self.image_size] * (3 if self.volume else 2))
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "model.json") -> "ModelSpec":
+    def from_dict(cls, values: dict, source: str = "model.json") -> ModelSpec:
         """A spec from a saved ``model.json``, every field checked against its type: the file may come from anyone,
         and a wrong type must stop here with a message, not deep inside model building."""
         if not isinstance(values, dict):
