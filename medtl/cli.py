@@ -16,6 +16,7 @@ import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from . import __version__
 from .config import VOLUME_MODES, TrainConfig, grid_refused, read_yaml
 from .errors import ConfigError, MedtlError, MedtlWarning
 
@@ -63,6 +64,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, grid: bool = False, skip:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medtl", description="Transfer learning for medical image classification, "
                                      "with TruncatedTL: fine-tune only the bottom of a pretrained CNN.")
+    parser.add_argument("--version", action="version", version=f"medtl {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     train = sub.add_parser("train", help="train one model (no arguments: the built-in BreastMNIST demo)")
