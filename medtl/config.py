@@ -14,6 +14,7 @@ import json
 import math
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -272,7 +273,7 @@ def _omitted(f: Any, value: Any) -> bool:
     return f.metadata["omit_default"] and value == f.metadata["default"]
 
 
-def check_value(name: str, value: Any, meta: dict) -> None:
+def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     """``value`` within the choices and range of field ``name`` (lists are checked item by item)."""
     if value is None:
         return
