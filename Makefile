@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-fast benchmark clean
+.PHONY: install demo test test-fast lint benchmark clean
 
 $(BIN)/medtl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
+# ruff (style and likely bugs) on every Python file, mypy on the public API; both configured in pyproject.toml
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 benchmark: install
 	$(BIN)/python benchmarks/run.py --out benchmarks/results/latest
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 """``--cut auto`` on a larger data set: the estimate on every train+val image against the estimate on the stratified
 sample of 2,000 that medtl now scores (time, pick, and how the per-cut scores agree).
 
-    python benchmarks/autocut_sample.py --data runs/kermany.csv --group-by patient --out benchmarks/results/autocut-sample-kermany
+    python benchmarks/autocut_sample.py --data runs/kermany.csv --group-by patient \
+        --out benchmarks/results/autocut-sample-kermany
 """
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     lines = [f"# --cut auto on {args.data}, {args.backbone}, {args.image_size} px, {args.threads} thread(s)", "",
              "| scored on | images | seconds | pick | best score |", "|---|---|---|---|---|"]
-    lines += [f"| {k} | {r['images']:,} | {r['seconds']:.1f} | `{r['pick']}` | `{r['best']}` |" for k, r in result.items()
-              if isinstance(r, dict)]
+    lines += [f"| {k} | {r['images']:,} | {r['seconds']:.1f} | `{r['pick']}` | `{r['best']}` |"
+              for k, r in result.items() if isinstance(r, dict)]
     lines += ["", f"Spearman rho between the two sets of per-cut scores: {result['spearman_rho']:.3f}"]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

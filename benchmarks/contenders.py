@@ -114,7 +114,8 @@ class MedtlEpoch:
             start = time.perf_counter()
             trainer.fit(self.model, self.strategy, self.data, self.run, self.generator)
             seconds = time.perf_counter() - start
-        return self.EPOCHS * len(self.data.train), seconds, {"validation_s": SPENT["validation"], "checkpoint_s": SPENT["checkpoint"]}
+        return (self.EPOCHS * len(self.data.train), seconds,
+                {"validation_s": SPENT["validation"], "checkpoint_s": SPENT["checkpoint"]})
 
 
 class BareEpoch:

@@ -6,9 +6,9 @@
     latency at batch 1 and throughput at batch 64, torch and onnxruntime interleaved in rounds with the same number
     of threads (torch.set_num_threads / ORT intra-op threads). Random weights: speed does not depend on them.
 ``python benchmarks/deploy.py memory --images 20000 [--cut blocks.3 --image-size 64]``
-    ``medtl predict`` on N 28 px PNG files (default: the default model, Lite0 ``blocks.3``, 64 px) in a fresh process, peak
-    resident memory from ``getrusage(RUSAGE_CHILDREN).ru_maxrss``, next to the same for 1,000 files: streaming keeps
-    it flat in N.
+    ``medtl predict`` on N 28 px PNG files (default: the default model, Lite0 ``blocks.3``, 64 px) in a fresh process,
+    peak resident memory from ``getrusage(RUSAGE_CHILDREN).ru_maxrss``, next to the same for 1,000 files: streaming
+    keeps it flat in N.
 """
 from __future__ import annotations
 
@@ -131,12 +131,14 @@ def memory(images: int, threads: int, cut: str, image_size: int) -> list[dict]:
                 sub = folder / f"{i // 1000:03d}"  # 1,000 files per folder
                 sub.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(source[i % len(source)]).save(sub / f"{i:06d}.png")
-            code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.deploy import _predict_peak_rss_mb;"
+            code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+                    "from benchmarks.deploy import _predict_peak_rss_mb;"
                     f"from pathlib import Path; print(*_predict_peak_rss_mb(Path({str(run)!r}), Path({str(folder)!r}), "
                     f"{threads}))")
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             rss, seconds = map(float, out.split()[-2:])
-            rows.append({"model": f"efficientnet_lite0 {cut}, {image_size} px", "images": n, "peak_rss_mib": rss, "seconds": seconds, "images_per_s": n / seconds})
+            rows.append({"model": f"efficientnet_lite0 {cut}, {image_size} px", "images": n, "peak_rss_mib": rss,
+                         "seconds": seconds, "images_per_s": n / seconds})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 

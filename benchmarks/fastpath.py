@@ -142,8 +142,8 @@ def threads(rounds: int, batches: int = 3) -> list[dict]:
 
         def run():
             env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-            out = subprocess.run([sys.executable, str(WORKER), json.dumps({**spec, "threads": n})], env={**env, **extra},
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run([sys.executable, str(WORKER), json.dumps({**spec, "threads": n})],
+                                 env={**env, **extra}, capture_output=True, text=True, check=True).stdout
             result = json.loads(out.strip().splitlines()[-1])
             return result["images"], result["wall_s"][0], {"cpu_s": result["cpu_s"][0]}
         return run

@@ -39,7 +39,8 @@ def with_omp_policy(policy: str) -> None:
     want = None if policy == "unset" else policy
     if os.environ.get("OMP_WAIT_POLICY") != want:
         env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env if want is None else {**env, "OMP_WAIT_POLICY": want})
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  env if want is None else {**env, "OMP_WAIT_POLICY": want})
 
 
 def main(argv: list[str]) -> None:
@@ -69,8 +70,10 @@ def main(argv: list[str]) -> None:
     jobs = {
         "throughput": lambda: throughput.run(data, throughput.QUICK if args.quick else throughput.FULL, r),
         "fastpath": lambda: (fastpath.memory_format(data, r)
-                             + fastpath.precision(data, r, ["efficientnet_lite0"] + ([] if args.quick else ["resnet50"]))
-                             + ([] if args.quick else fastpath.compile_payback(data, r) + fastpath.autograd_modes(data, r))),
+                             + fastpath.precision(data, r,
+                                                  ["efficientnet_lite0"] + ([] if args.quick else ["resnet50"]))
+                             + ([] if args.quick
+                                else fastpath.compile_payback(data, r) + fastpath.autograd_modes(data, r))),
         "threads": lambda: fastpath.threads(r),
         "inference": lambda: inference.run(r, {"resnet50": ["layer3.3"]} if args.quick else inference.MODELS),
         "memory": lambda: memory.run(data, list(memory.RUNS)[:1 if args.quick else None], torch.get_num_threads()),

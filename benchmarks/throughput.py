@@ -33,7 +33,8 @@ def run(data: ImageDataset, grid: list[tuple[str, int]], rounds: int) -> list[di
         rows.append({
             "backbone": backbone, "cut": make_strategy(cfg).cut, "size": size, "train_images": len(part.train),
             "val_images": len(part.val),
-            "medtl_img_s": medtl.rate(), "medtl_no_val_img_s": statistics.median(n / s for n, s in zip(medtl.items, no_val)),
+            "medtl_img_s": medtl.rate(),
+            "medtl_no_val_img_s": statistics.median(n / s for n, s in zip(medtl.items, no_val)),
             "bare_img_s": bare.rate(), "conventional_img_s": conv.rate(), "conventional_cl_img_s": conv_cl.rate(),
             "conventional_cl_train_pass_img_s": statistics.median(
                 n / s for n, s in zip(conv_cl.items, conv_cl.extras["train_pass_s"])),

@@ -12,7 +12,6 @@ import json
 import resource
 import statistics
 import sys
-from dataclasses import replace
 
 import torch
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only copy: pyproject.toml reads it (dynamic version)
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -16,6 +16,7 @@ import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from . import __version__
 from .config import VOLUME_MODES, TrainConfig, check_value, grid_refused, limits, meta_of, read_yaml
 from .errors import ConfigError, MedtlError, MedtlWarning
 
@@ -88,19 +89,22 @@ def _add_config_flags(parser: argparse.ArgumentParser, grid: bool = False, skip:
         elif "list" in str(hint):
             parser.add_argument(flag, type=_parse_floats, metavar="A,B,..", **kwargs)
         else:
-            base = next((t for t in typing.get_args(hint) if t is not type(None)), hint) if typing.get_args(hint) else hint
+            base = (next((t for t in typing.get_args(hint) if t is not type(None)), hint) if typing.get_args(hint)
+                    else hint)
             parser.add_argument(flag, type=base, metavar=f.name.upper(), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medtl", description="Transfer learning for medical image classification, "
                                      "with TruncatedTL: fine-tune only the bottom of a pretrained CNN.")
+    parser.add_argument("--version", action="version", version=f"medtl {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     train = sub.add_parser("train", help="train one model (no arguments: the built-in BreastMNIST demo)")
     train.add_argument("--config", type=Path, help="YAML file of options (flags override it)")
     train.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run directory (with "
-                       "--epochs N: extend it; only --epochs, --patience and run options such as --threads may be given)")
+                       "--epochs N: extend it; only --epochs, --patience and run options such as --threads may be "
+                       "given)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_flags(train)
 
@@ -277,7 +281,8 @@ def _train(args: argparse.Namespace) -> None:
         print(f"{result.run_dir}\n{summary(result.metrics)}")
 
 
-def _grid_config(args: argparse.Namespace, command: str, default_out: str, allowed_cut: bool) -> tuple[TrainConfig, str]:
+def _grid_config(args: argparse.Namespace, command: str, default_out: str,
+                 allowed_cut: bool) -> tuple[TrainConfig, str]:
     """The grid's base config from ``--config`` and flags, refusing the options the grid sets itself."""
     options = _options(args)
     out = options.pop("out", default_out)
@@ -288,8 +293,9 @@ def _grid_config(args: argparse.Namespace, command: str, default_out: str, allow
     auto = given.get("cut") == "auto" and allowed_cut
     refused = [k for k in grid_refused(given) if not (k == "cut" and auto)]
     if refused:
+        instead = "; ".join(f"--{k.replace('_', '-')}: {GRID_INSTEAD[k]}" for k in refused)
         raise ConfigError(f"medtl {command} sets {', '.join('--' + k.replace('_', '-') for k in refused)} for each "
-                          f"run itself; use {'; '.join(f'--{k.replace(chr(95), chr(45))}: {GRID_INSTEAD[k]}' for k in refused)}.")
+                          f"run itself; use {instead}.")
     return cfg, out
 
 

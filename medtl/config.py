@@ -14,6 +14,7 @@ import json
 import math
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -142,12 +143,12 @@ class TrainConfig:
                          choices=("auroc", "auprc", "loss"))
     patience: int | None = option(None, "early stopping: epochs without validation improvement (0: off; default: a "
                                   "third of the epochs, at least 3)", low=0, high=100_000, resume=True)
-    target_sensitivity: float | None = option(None, "binary: the decision threshold is the one reaching this sensitivity "
-                                              "on validation (default: Youden's J)", low=0.0, high=1.0,
+    target_sensitivity: float | None = option(None, "binary: the decision threshold is the one reaching this "
+                                              "sensitivity on validation (default: Youden's J)", low=0.0, high=1.0,
                                               low_open=True, run_only=True)
     # evaluation (of the selected model, after training: they change no weight)
-    bootstrap: int = option(2000, "resamples of the stratified bootstrap behind the 95%% confidence intervals (0: none)",
-                            low=0, high=1_000_000, run_only=True)
+    bootstrap: int = option(2000, "resamples of the stratified bootstrap behind the 95%% confidence intervals "
+                                  "(0: none)", low=0, high=1_000_000, run_only=True)
     ordinal: bool = option(False, "the classes are ordered grades (class order = label order): also report "
                            "quadratic-weighted kappa and mean absolute grade error", run_only=True)
     # run
@@ -209,7 +210,7 @@ class TrainConfig:
         return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
         names = [f.name for f in fields(cls)]
         for key in values:
             if str(key).replace("-", "_") not in names:
@@ -219,7 +220,7 @@ class TrainConfig:
         return cls(**{k: _coerce(k, v, hints[k], source) for k, v in values.items()})
 
     @classmethod
-    def load(cls, path: str | Path, **overrides) -> "TrainConfig":
+    def load(cls, path: str | Path, **overrides) -> TrainConfig:
         """Defaults, then the YAML file, then ``overrides`` (``None`` values do not override)."""
         values = read_yaml(Path(path))
         if any(str(k).replace("-", "_") == "trust_pickle" and v for k, v in values.items()):
@@ -228,7 +229,7 @@ class TrainConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values, str(path))
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Every value within its field's choices and range, before anything is loaded or created."""
         if isinstance(self.batch_size, int) and self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: BatchNorm cannot train on batches of one image.")
@@ -254,7 +255,8 @@ class TrainConfig:
         return self
 
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_DURATION = re.compile(rf"^\s*(?:{_NUMBER}\s*h)?\s*(?:{_NUMBER}\s*m(?:in)?)?\s*(?:{_NUMBER}\s*s?)?\s*$")
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -291,7 +293,7 @@ def _omitted(f: Any, value: Any) -> bool:
     return f.metadata["omit_default"] and value == f.metadata["default"]
 
 
-def check_value(name: str, value: Any, meta: dict) -> None:
+def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     """``value`` within the choices and range of field ``name`` (lists are checked item by item)."""
     if value is None:
         return

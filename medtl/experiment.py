@@ -248,8 +248,8 @@ def describe(model: Classifier, strategy: Strategy, data: ImageDataset) -> str:
     return (f"data {data.name}: {len(data.train)}/{len(data.val)}/{len(data.test)} images, {data.num_classes} classes "
             f"({data.task}), {data.in_chans} channel(s)\nmodel {spec.backbone} cut at {spec.cut} ({strategy.name}), "
             f"{count_parameters(model):,} parameters ({count_parameters(model, True):,} trainable), "
-            f"{spec.image_size} px, {spec.head} head" + (f"\n{data.source['split_note']}" if data.source.get("split_note")
-                                                          else ""))
+            f"{spec.image_size} px, {spec.head} head"
+            + (f"\n{data.source['split_note']}" if data.source.get("split_note") else ""))
 
 
 def score(model: Classifier, images: torch.Tensor, task: str, cfg: TrainConfig) -> np.ndarray:
@@ -298,7 +298,8 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
     }
     run.write_history(history)
     run.write_predictions(with_calibrated(predictions_table(data.test.labels.numpy(), test_prob, data.task,
-                                                            data.classes, data.test.ids), calibrated_prob, data.classes))
+                                                            data.classes, data.test.ids),
+                                          calibrated_prob, data.classes))
     # the selected model's validation probabilities: what an ensemble of runs averages to choose on validation only
     run.write_predictions(predictions_table(data.val.labels.numpy(), val_prob, data.task, data.classes, data.val.ids),
                           "val")
@@ -315,7 +316,8 @@ def split_counts(data: ImageDataset) -> dict[str, dict[str, int]]:
 
 def summary(metrics: dict) -> str:
     ci = metrics.get("test_auroc_ci")
-    return (f"test AUROC {metrics['test_auroc']:.4f}{f' (95% CI {ci[0]:.3f}–{ci[1]:.3f})' if ci else ''}  AUPRC {metrics['test_auprc']:.4f}  "
+    interval = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
+    return (f"test AUROC {metrics['test_auroc']:.4f}{interval}  AUPRC {metrics['test_auprc']:.4f}  "
             f"accuracy {metrics['test_accuracy']:.4f}  balanced accuracy {metrics['test_balanced_accuracy']:.4f}  "
             f"parameters {metrics['parameters']:,}  MACs {metrics['macs'] / 1e6:.1f}M  "
             f"(best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s)")

@@ -118,7 +118,7 @@ class RunDir:
         return self.path.name
 
     @classmethod
-    def create(cls, out: str | Path, name: str) -> "RunDir":
+    def create(cls, out: str | Path, name: str) -> RunDir:
         """A fresh directory ``out/<timestamp>-<name>``; never reuses one (safe with concurrent runs)."""
         out = make_dir(out)
         stem = f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
@@ -134,7 +134,7 @@ class RunDir:
         raise ConfigError(f"could not create a new run directory under {out}.")
 
     @classmethod
-    def at(cls, path: str | Path) -> "RunDir":
+    def at(cls, path: str | Path) -> RunDir:
         """The run directory ``path`` (a grid's runs have fixed names), created if missing."""
         make_dir(path)
         return cls(path)

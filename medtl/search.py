@@ -54,7 +54,8 @@ class SearchResult:
 
     def table(self) -> str:
         select = self.select
-        lines = [f"{'stage':<6}{'cut':<16}{'seeds':>6}{'val ' + select.upper():>12}{'test AUROC':>18}{'test AUPRC':>18}"]
+        lines = [f"{'stage':<6}{'cut':<16}{'seeds':>6}{'val ' + select.upper():>12}"
+                 f"{'test AUROC':>18}{'test AUPRC':>18}"]
         for r in self.candidates:
             test = (f"{r['test_auroc_mean']:>11.4f} ± {r['test_auroc_std']:.3f}"
                     f"{r['test_auprc_mean']:>11.4f} ± {r['test_auprc_std']:.3f}" if r.get("stopped_at") is None
@@ -64,7 +65,8 @@ class SearchResult:
         c = self.cost
         if self.block_pick:
             lines.append(f"stage 1 picked {self.block_pick}, the search {self.pick}: {c['runs']} runs, {c['epochs']} "
-                         f"epochs, {c['train_seconds']:.0f}s of training ({c['fraction_of_exhaustive_runs']:.0%} of the "
+                         f"epochs, {c['train_seconds']:.0f}s of training "
+                         f"({c['fraction_of_exhaustive_runs']:.0%} of the "
                          f"{c['exhaustive_runs']} runs of an exhaustive search)")
         else:  # successive halving starts every run: its cost is in epochs
             lines.append(f"successive halving picked {self.pick}: {c['epochs']} epochs, {c['train_seconds']:.0f}s of "

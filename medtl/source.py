@@ -54,8 +54,9 @@ class SourceRun:
         if missing:
             raise ConfigError(f"the new model keeps pretrained layers up to {pretrained_cut!r}, deeper than the source "
                               f"run {self.path} kept (it was cut at {self.spec.cut!r}): {len(missing)} tensors, e.g. "
-                              f"{missing[0]}, have no source weights. Choose --cut (or the strategy's cut) at or before "
-                              f"{self.spec.cut!r}; `medtl cuts --backbone {self.spec.backbone}` lists them in order.")
+                              f"{missing[0]}, have no source weights. Choose --cut (or the strategy's cut) at or "
+                              f"before {self.spec.cut!r}; `medtl cuts --backbone {self.spec.backbone}` lists them in "
+                              "order.")
         state = {}
         for key, own in needed.items():
             value = self.state[key]

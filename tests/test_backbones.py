@@ -45,7 +45,8 @@ def test_cut_enumeration(name):
     assert [c.name for c in cuts if c.level == "block"] == blocks
     assert len({c.name for c in cuts}) == len(cuts)
     # every cut keeps strictly more than the one before it; the last keeps the whole feature extractor
-    kept = [sum(p.numel() for p in Trunk(create_backbone(name, None)[0], c).parameters()) for c in cuts[:: max(1, count // 6)]]
+    kept = [sum(p.numel() for p in Trunk(create_backbone(name, None)[0], c).parameters())
+            for c in cuts[:: max(1, count // 6)]]
     assert kept == sorted(kept) and len(set(kept)) == len(kept)
     full = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("fc.", "classifier.")))
     assert sum(p.numel() for p in Trunk(create_backbone(name, None)[0], cuts[-1]).parameters()) == full

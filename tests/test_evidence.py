@@ -161,7 +161,8 @@ def test_train_reports_the_statistics_for_ordinal_grades(tmp_path, capsys):
     data = tmp_path / "grades.npz"
     np.savez(data, **arrays)
     assert main(["train", "--data", str(data), "--cut", "blocks.2", "--epochs", "3", "--warmup-epochs", "1",
-                 "--image-size", "32", "--batch-size", "16", "--lr", "3e-3", "--threads", "1", "--ordinal", "--bootstrap", "500",
+                 "--image-size", "32", "--batch-size", "16", "--lr", "3e-3", "--threads", "1", "--ordinal",
+                 "--bootstrap", "500",
                  "--out", str(tmp_path / "runs"), "--quiet"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     run = next((tmp_path / "runs").iterdir())

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import medtl
-from conftest import FAST, cli_args, tiny_npz
+from conftest import FAST, tiny_npz
 from medtl.analysis.autocut import sample
 from medtl.cli import main
 from medtl.config import TrainConfig, parse_duration

@@ -45,7 +45,8 @@ def test_the_trunk_starts_from_the_source_run_up_to_the_new_cut(source):
     # TransFusion takes the source's weights up to its slim point; the slimmer blocks above stay new
     slim = get_strategy("transfusion", slim_from="blocks.1").build("efficientnet_lite0", 2, weights=src, in_chans=3,
                                                                    image_size=32)
-    torch.testing.assert_close(slim.trunk.state_dict()["blocks.1.1.conv_pw.weight"], theirs["blocks.1.1.conv_pw.weight"])
+    torch.testing.assert_close(slim.trunk.state_dict()["blocks.1.1.conv_pw.weight"],
+                               theirs["blocks.1.1.conv_pw.weight"])
 
 
 def test_a_cut_deeper_than_the_source_or_another_backbone_is_refused(source):

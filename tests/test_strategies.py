@@ -112,7 +112,8 @@ def _resnet50(name, **params):
 
 @pytest.mark.parametrize("slim_from,expected", [
     ("layer3", 12_947_522), ("layer2", 7_137_346), ("layer1", 6_101_570),  # the paper's block-wise TF, k = 3, 2, 1
-    ("layer4.0", 17_873_986), ("layer3.3", 11_537_474)])  # layer-wise j = 14 (the paper's TF-2: 17.87M), j = 11 (11.54M)
+    # layer-wise j = 14 (the paper's TF-2: 17.87M), j = 11 (11.54M)
+    ("layer4.0", 17_873_986), ("layer3.3", 11_537_474)])
 def test_transfusion_parameter_counts_of_the_paper(slim_from, expected):
     assert count_parameters(_resnet50("transfusion", slim_from=slim_from, shrink=2)) == expected
 
@@ -202,7 +203,8 @@ def test_lp_ft_probes_with_frozen_statistics_then_fine_tunes_everything():
     assert strategy.train_mode(model, 3) == 0
     assert all(p.requires_grad for p in model.parameters()) and model.trunk.training
     model(torch.randn(8, 3, 32, 32))
-    assert not torch.equal(before["blocks.3.0.bn1.running_mean"], model.trunk.state_dict()["blocks.3.0.bn1.running_mean"])
+    assert not torch.equal(before["blocks.3.0.bn1.running_mean"],
+                           model.trunk.state_dict()["blocks.3.0.bn1.running_mean"])
 
 
 def test_prefix_cache_matches_the_trunk_and_respects_its_bound(caplog):

@@ -131,7 +131,7 @@ def write_series(folder: Path, volume: np.ndarray, *, spacing: float = 2.5, shuf
                  drop: int | None = None, positions: list[float] | None = None) -> Path:
     """A DICOM series of ``volume`` (D, H, W; int16), one file per slice, written in shuffled order with shuffled
     InstanceNumbers, so that only ImagePositionPatient gives the order; CT rescale 1, -1024."""
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 

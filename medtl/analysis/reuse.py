@@ -78,7 +78,8 @@ class Reuse:
     cuts: list[CutReuse]
 
     def table(self) -> str:
-        lines = [self.title, f"{'cut':<16}{'SVCCA mean':>11}{'baseline':>10}{'CKA':>8}{'CKA base':>10}{'test AUPRC':>12}"]
+        lines = [self.title,
+                 f"{'cut':<16}{'SVCCA mean':>11}{'baseline':>10}{'CKA':>8}{'CKA base':>10}{'test AUPRC':>12}"]
         for r in map(CutReuse.row, self.cuts):
             lines.append(f"{r['cut']:<16}{r['svcca_mean']:>11.3f}{r['baseline_mean']:>10.3f}{r['cka']:>8.3f}"
                          f"{r['cka_baseline']:>10.3f}{r['test_auprc_mean']:>12.4f}")

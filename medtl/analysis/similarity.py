@@ -57,7 +57,7 @@ class Moments:
         self.sums: list[torch.Tensor] = []
         self.products: dict[str, torch.Tensor] = {}
 
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> "Moments":
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> Moments:
         if len(x) != len(y):
             raise DataError(f"the two feature matrices have {len(x)} and {len(y)} data points; they must be equal.")
         x, y = x.double(), y.double()

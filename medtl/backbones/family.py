@@ -41,7 +41,7 @@ class BackboneFamily(ABC):
     def cuts(self, model: nn.Module) -> list[Cut]:
         """Every cut point, in execution order, starting with ``stem``."""
 
-    def prepare(self, model: nn.Module) -> None:
+    def prepare(self, model: nn.Module) -> None:  # noqa: B027 (an optional hook: most families need no preparation)
         """Make a freshly built model cuttable (in place), before weights are loaded. Default: nothing to do."""
 
     def slim(self, model: nn.Module, cut: Cut, shrink: int) -> None:

@@ -1,9 +1,9 @@
 """Backbone registry: one uniform way to build every supported CNN, with its weights and cut points."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -66,8 +66,8 @@ for _arch, _cut in (("resnet18", "layer3"), ("resnet34", "layer3"), ("resnet50",
 register_backbone(BackboneSpec("efficientnet_b0", "timm", "efficientnet_b0",
                                imagenet=lambda: W.timm_imagenet("efficientnet_b0"), default_cut="blocks.3"))
 for _v in (0, 1, 2):
-    register_backbone(BackboneSpec(f"efficientnet_lite{_v}", "timm", f"tf_efficientnet_lite{_v}", (0.5,) * 3, (0.5,) * 3,
-                                   _lite(_v), default_cut="blocks.3"))
+    register_backbone(BackboneSpec(f"efficientnet_lite{_v}", "timm", f"tf_efficientnet_lite{_v}", (0.5,) * 3,
+                                   (0.5,) * 3, _lite(_v), default_cut="blocks.3"))
 
 
 _CUTTABLE = "medtl cuts the ResNet, DenseNet and EfficientNet families (`medtl backbones` lists the built-in names)."

@@ -68,7 +68,8 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith(_classifier_prefixes(model))]
     unexpected = [k for k in state if k not in own]
-    wrong = [k for k in state if k in own and state[k].shape != own[k].shape and not k.startswith(_classifier_prefixes(model))]
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape
+             and not k.startswith(_classifier_prefixes(model))]
     if missing or unexpected or wrong:
         raise WeightsUnavailableError(
             f"weights from {source} do not fit this backbone: missing {missing[:5]}, unexpected {unexpected[:5]}, "

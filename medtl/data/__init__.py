@@ -56,8 +56,9 @@ def load_dataset(
     4. a ``.csv`` manifest with columns ``path,label`` and optionally ``split`` and a group column.
 
     Folder and CSV images are resized to ``image_size`` at load; volume files (NIfTI, DICOM series) to a cube of
-    ``image_size``, read as ``reading`` says (window, spacing; :mod:`medtl.data.volumes`). Splits they do not give are drawn stratified from
-    train with the ``split`` fractions (train, val, test) and ``seed``; the same seed gives the same split. A CSV
+    ``image_size``, read as ``reading`` says (window, spacing; :mod:`medtl.data.volumes`). Splits they do not give
+    are drawn stratified from train with the ``split`` fractions (train, val, test) and ``seed``; the same seed gives
+    the same split. A CSV
     group column (``group_by``; by default a column named ``group``, if present) keeps each patient or study on one
     side of every drawn split. ``source["splits"]``, ``source["split_note"]`` and ``source["split"]`` record which
     splits were given and how the others were drawn. ``root`` only applies to MedMNIST names. Unreadable folder or

@@ -60,7 +60,7 @@ class Preprocess:
         self.hflip = hflip
         self.flip_axes = flip_axes
 
-    def resized(self, image_size: int) -> "Preprocess":
+    def resized(self, image_size: int) -> Preprocess:
         """The same preprocessing at another output size (progressive resizing); ``self`` when unchanged."""
         if image_size == self.image_size:
             return self

@@ -26,7 +26,8 @@ def warn_imbalance(data: ImageDataset, class_weights: bool, rare: float = RARE) 
     listed = ", ".join(f"{c!r} {n:,} of {total:,} ({n / total:.1%})" for c, n in found)
     what = "labels with few positives" if data.task == "multilabel" else "rare classes"
     warnings.warn(
-        f"{data.name}: {what} in the training split, under {rare:.0%} of its images: {listed}. The arg-max rarely predicts a class this rare, so "
+        f"{data.name}: {what} in the training split, under {rare:.0%} of its images: {listed}. "
+        "The arg-max rarely predicts a class this rare, so "
         "accuracy can look fine while its recall is poor (look at balanced accuracy and the per-class table). "
         "--class-weights weights each image's loss by the inverse frequency of its class (multi-label: positives by "
         "negatives/positives), so every class counts equally in the loss: it usually raises balanced accuracy and the "

@@ -54,7 +54,7 @@ class Split:
             if values is not None and len(values) != len(self.images):
                 raise DataError(f"split has {len(self.images)} images but {len(values)} {name}")
 
-    def take(self, index: Sequence[int] | np.ndarray) -> "Split":
+    def take(self, index: Sequence[int] | np.ndarray) -> Split:
         """The images at ``index`` (in that order), with their labels, ids, groups and formats."""
         index = np.asarray(index, dtype=np.int64)
         pick = torch.from_numpy(index)
@@ -65,7 +65,7 @@ class Split:
         return Split(self.images[pick], self.labels[pick], sub(self.ids), sub(self.groups), sub(self.formats))
 
     @staticmethod
-    def concat(splits: Sequence["Split"]) -> "Split":
+    def concat(splits: Sequence[Split]) -> Split:
         """One split holding ``splits`` in order; a per-image list known for only some of them becomes None."""
 
         def joined(name: str) -> list[str] | None:

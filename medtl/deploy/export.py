@@ -106,8 +106,8 @@ def export(run: str | Path, out: str | Path | None = None, format: str = "onnx",
               f"probabilities {diff:.2e} (required < {TOLERANCE:.0e})")
     if not diff < TOLERANCE:
         raise ExportError(f"{path} does not reproduce the run's model: onnxruntime's probabilities differ from "
-                          f"torch's by up to {diff:.2e} (limit {TOLERANCE:.0e}); do not use it, and report the backbone "
-                          f"({spec.backbone}, cut {spec.cut}).")
+                          f"torch's by up to {diff:.2e} (limit {TOLERANCE:.0e}); do not use it, and report the "
+                          f"backbone ({spec.backbone}, cut {spec.cut}).")
     return ExportResult(path, diff, len(images))
 
 

@@ -46,7 +46,8 @@ class PredictResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def with_tta(probabilities: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor, tta: str = "none") -> np.ndarray:
+def with_tta(probabilities: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor,
+             tta: str = "none") -> np.ndarray:
     """``probabilities(images)``, or with ``tta="hflip"`` its mean over the images and their horizontal mirrors.
 
     The flip is applied to the raw batch, before ``Preprocess``: resizing and normalising commute with it.

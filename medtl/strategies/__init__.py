@@ -5,8 +5,8 @@ A new strategy is a factory function here (or in its own small module) plus a re
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import ConfigError, unknown
 from .base import Strategy

@@ -42,7 +42,7 @@ class Strategy:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def with_params(self, **params) -> "Strategy":
+    def with_params(self, **params) -> Strategy:
         return replace(self, **params)
 
     def build(self, backbone: str, num_classes: int, *, weights: str | SourceRun | None = "imagenet",

@@ -188,7 +188,7 @@ class Interrupt:
         self.requested: str | None = None
         self.previous: dict = {}
 
-    def __enter__(self) -> "Interrupt":
+    def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous[sig] = signal.signal(sig, self._handle)

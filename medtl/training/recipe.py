@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass, replace
 
 from ..config import TrainConfig, parse_duration
-from ..errors import ConfigError
 
 IMAGES_SEEN = 64_000
 MIN_EPOCHS = 5
@@ -106,12 +105,17 @@ def resolve(cfg: TrainConfig, n_train: int, cost: EpochCost | None = None) -> Re
     patience = cfg.patience if cfg.patience is not None else default_patience(epochs)
     warmup = cfg.warmup_epochs if cfg.warmup_epochs is not None else default_warmup(epochs)
     resolved = replace(cfg, epochs=epochs, patience=patience, warmup_epochs=warmup)
+
+    def grown(epoch: int) -> bool:
+        return size_at(epoch, epochs, cfg.start_size, cfg.image_size) > cfg.start_size
+
     sizes = (f", {cfg.start_size} px growing to {cfg.image_size} px from epoch "
-             f"{next(e for e in range(1, epochs + 1) if size_at(e, epochs, cfg.start_size, cfg.image_size) > cfg.start_size)}"
+             f"{next(filter(grown, range(1, epochs + 1)))}"
              if cfg.start_size and cfg.start_size < cfg.image_size and epochs > 1 else "")
     note = (f"schedule: {epochs} epochs ({why}), patience {patience}, warm-up {warmup:g} epoch(s){sizes}"
             + (f"; estimated {_clock(estimate)} of training and validation"
-               f" ({cost.train_s + cost.val_s:.1f} s per epoch at {cfg.image_size} px)" if estimate is not None else ""))
+               f" ({cost.train_s + cost.val_s:.1f} s per epoch at {cfg.image_size} px)"
+               if estimate is not None else ""))
     return Recipe(resolved, note, estimate)
 
 
