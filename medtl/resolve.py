@@ -40,7 +40,8 @@ def load_data(cfg: TrainConfig) -> ImageDataset:
     """The data set exactly as ``cfg`` trains on it: the same source, split fractions, seed, resplit and skipped
     files, so a run's splits can be drawn again (``medtl evaluate RUN`` scores the run's own test images)."""
     data = load_dataset(cfg.data, root=cfg.data_root, image_size=cfg.image_size, split=tuple(cfg.split),
-                        seed=cfg.data_seed, skip_bad_images=cfg.skip_bad_images, group_by=cfg.group_by, reading=reading_of(cfg))
+                        seed=cfg.data_seed, skip_bad_images=cfg.skip_bad_images, group_by=cfg.group_by,
+                        reading=reading_of(cfg))
     if cfg.resplit is not None:
         data = resplit(data, tuple(cfg.split), cfg.resplit)
     check_splits(data)

@@ -16,8 +16,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 # planted in every file that has_phi: none of these may appear in a file medtl writes
 PHI = {"PatientName": "Doe^Jane^Phiname", "InstitutionName": "Phi General Hospital", "PatientBirthDate": "19230417",
        "AccessionNumber": "PHIACC8812", "ReferringPhysicianName": "Phidoc^Walter"}
-SOP_CLASS = {"DX": "1.2.840.10008.5.1.4.1.1.1.1", "CR": "1.2.840.10008.5.1.4.1.1.1", "MG": "1.2.840.10008.5.1.4.1.1.1.2",
-             "US": "1.2.840.10008.5.1.4.1.1.3.1", "CT": "1.2.840.10008.5.1.4.1.1.2", "SC": "1.2.840.10008.5.1.4.1.1.7"}
+SOP_CLASS = {"DX": "1.2.840.10008.5.1.4.1.1.1.1", "CR": "1.2.840.10008.5.1.4.1.1.1",
+             "MG": "1.2.840.10008.5.1.4.1.1.1.2", "US": "1.2.840.10008.5.1.4.1.1.3.1",
+             "CT": "1.2.840.10008.5.1.4.1.1.2", "SC": "1.2.840.10008.5.1.4.1.1.7"}
 
 
 def picture(seed: int = 0, size: int = 32, bits: int = 12, bright: bool = False) -> np.ndarray:

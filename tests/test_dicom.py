@@ -245,8 +245,8 @@ def test_train_check_predict_evaluate_on_dicom_x_rays_write_no_phi_and_twins_sco
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MedtlWarning)
         assert main(["train", *FAST_ARGS, "--data", str(root), "--group-by", "PatientID", "--out", str(runs),
-                     "--name", "dx", "--report", "--batch-size", "8"]) == 0
-        run = runs / "dx"
+                     "--name", "dx", "--report", "--batch-size", "8", "--split", "0.5,0.25,0.25"]) == 0
+        run = next(runs.iterdir())  # <timestamp>-dx
         assert main(["data", "check", str(root), "--group-by", "PatientID", "--out", str(check)]) in (0, 1)
         m2, m1 = twins(tmp_path / "twins", modality="DX")
         predictions = tmp_path / "pred" / "p.csv"

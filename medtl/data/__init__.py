@@ -58,8 +58,9 @@ def load_dataset(
     4. a ``.csv`` manifest with columns ``path,label`` and optionally ``split`` and a group column.
 
     Folder and CSV images are resized to ``image_size`` at load; volume files (NIfTI, DICOM series) to a cube of
-    ``image_size``, read as ``reading`` says (window, spacing, DICOM 2D/3D rule; :mod:`medtl.data.readers`). Splits they do not give are drawn stratified from
-    train with the ``split`` fractions (train, val, test) and ``seed``; the same seed gives the same split. A CSV
+    ``image_size``; files are read as ``reading`` says (window, spacing, the DICOM 2D/3D rule; see
+    :mod:`medtl.data.readers`). Splits they do not give are drawn stratified from train with the ``split``
+    fractions (train, val, test) and ``seed``; the same seed gives the same split. A CSV
     group column (``group_by``; by default a column named ``group``, if present), or for DICOM files the attribute
     ``group_by`` names (``PatientID``, ``StudyInstanceUID``; stored as salted hashes), keeps each patient or study on
     one side of every drawn split. ``source["splits"]``, ``source["split_note"]`` and ``source["split"]`` record which

@@ -78,7 +78,8 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
         raise DataError(
             f"{where}: class folder(s) {', '.join(empty)} contain no image files "
             f"({', '.join(file_suffixes(('image',)))}) or volumes ({', '.join(file_suffixes(('volume',)))}, DICOM "
-            f"series){f'; found only unsupported files ({kinds})' if ignored else ''}; add images or remove the folders."
+            f"series){f'; found only unsupported files ({kinds})' if ignored else ''}; add images or remove the "
+            "folders."
         )
     if ignored:
         warnings.warn(f"{where}: ignored {sum(ignored.values())} file(s) that are not supported images ({kinds}).",
@@ -190,8 +191,8 @@ def _manifest_items(path: Path, items: Labelled, lines: list[int], reading: Read
         merged = [i.path for i in found if i.path not in rows]
         lines_of = [str(rows[f]) for f in items.files if merged and f.parent == merged[0]][:5]
         raise DataError(f"{printable(path)}, lines {', '.join(lines_of)}: these rows are slices of one DICOM series "
-                        f"(folder {printable(merged[0]) if merged else '?'}); list the series folder on one row to read "
-                        "it as a volume, or pass --dicom 2d to read each file as an image.")
+                        f"(folder {printable(merged[0]) if merged else '?'}); list the series folder on one row to "
+                        "read it as a volume, or pass --dicom 2d to read each file as an image.")
     return found
 
 

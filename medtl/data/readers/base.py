@@ -139,4 +139,4 @@ def extra(module: str, extra_name: str, what: str):
     try:
         return __import__(module)
     except ImportError:
-        raise DataError(f"reading {what} needs {module}: pip install \"medtl[{extra_name}]\"") from None
+        raise DataError(f"reading {what} needs {module.split('.')[0]}: pip install \"medtl[{extra_name}]\"") from None

@@ -35,59 +35,20 @@ import numpy as np
 
 from ...errors import DataError, MedtlWarning
 from ..text import printable
-from .base import Decoded, Item, Reading, Source, SuffixReader, check_pixels, extra, source_name
+from .base import Decoded, Item, Reading, Source, SuffixReader, check_pixels, source_name
+from .dicom_common import (SUFFIXES, attribute_value, frames, is_dicom, pydicom_module, read_dataset,
+                           slice_positions)
+from .dicom_series import DicomSeriesReader
 
 log = logging.getLogger("medtl")
 
 #: modalities whose single-frame files are 2D images: radiography (CR, DX), mammography, fluoroscopy (RF),
 #: angiography (XA), ultrasound and secondary capture
 PROJECTION = ("CR", "DX", "MG", "RF", "XA", "US", "SC")
-SUFFIXES = (".dcm", ".dicom")
 SHOWN = 5
 RULE = ("2D images are single-frame files of projection modalities (" + ", ".join(PROJECTION) + "); a volume is "
         "a folder of at least two files sharing one SeriesInstanceUID whose ImagePositionPatient lie along one slice "
         "normal")
-
-
-def pydicom_module():
-    pydicom = extra("pydicom", "dicom", "DICOM files")
-    import pydicom.pixels  # noqa: F401 -- the pixel pipeline's functions
-
-    return pydicom
-
-
-def is_dicom(path: Path) -> bool:
-    """A DICOM file by extension (``.dcm``, ``.dicom``) or, without an extension, by the ``DICM`` marker at byte
-    128."""
-    if path.name.startswith(".") or not path.is_file():
-        return False
-    if path.name.lower().endswith(SUFFIXES):
-        return True
-    if path.suffix:
-        return False
-    with path.open("rb") as f:
-        return f.read(132)[128:] == b"DICM"
-
-
-def dicom_files(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if is_dicom(f))
-
-
-def read_dataset(source: Source, pixels: bool = True):
-    """The pydicom Dataset of ``source`` (without pixel data unless ``pixels``); a DataError for a bad file."""
-    pydicom = pydicom_module()
-    try:
-        return pydicom.dcmread(source, stop_before_pixels=not pixels)
-    except Exception as e:  # noqa: BLE001 -- pydicom raises many types for a bad file
-        raise DataError(f"{source_name(source)}: cannot read as DICOM ({type(e).__name__}: {e}); replace or remove "
-                        "it.") from e
-
-
-def frames(ds) -> int:
-    try:
-        return int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
-        return 1
 
 
 def multi_frame_error(name: str, count: int) -> DataError:
@@ -106,8 +67,6 @@ class DicomReader(SuffixReader):
 
     def items(self, files: Sequence[Path], reading: Reading) -> list[Item]:
         """Images and volumes among ``files`` by the 2D/3D rule (module docstring); the outcome is logged."""
-        from .dicom_series import DicomSeriesReader
-
         series = DicomSeriesReader()
         headers = {f: read_dataset(f, pixels=False) for f in files}
         by_folder: dict[Path, list[Path]] = defaultdict(list)
@@ -185,25 +144,9 @@ class DicomReader(SuffixReader):
         return attribute_value(path, keyword)
 
 
-def attribute_value(path: Path, keyword: str) -> str:
-    """The DICOM attribute ``keyword`` of the file ``path``, or of a series folder's first file."""
-    pydicom = pydicom_module()
-    if pydicom.datadict.tag_for_keyword(keyword) is None:
-        raise DataError(f"--group-by {keyword!r} is neither a column of a CSV manifest nor a DICOM attribute keyword "
-                        "(e.g. PatientID, StudyInstanceUID; spelled as in the DICOM dictionary).")
-    ds = read_dataset(dicom_files(path)[0] if path.is_dir() else path, pixels=False)
-    value = str(ds.get(keyword, "") or "").strip()
-    if not value:
-        raise DataError(f"{printable(path)}: the DICOM attribute {keyword} is missing or empty, so the file cannot be "
-                        f"grouped by it; fill it in, or group by another attribute (PatientID, StudyInstanceUID).")
-    return value
-
-
 def is_volume(headers: Sequence) -> bool:
     """The 2D/3D rule's volume test: at least two single-frame files, one SeriesInstanceUID, parallel slices at
     distinct positions along the slice normal."""
-    from .dicom_series import slice_positions
-
     if len(headers) < 2 or any(frames(ds) > 1 for ds in headers):
         return False
     uids = {str(ds.get("SeriesInstanceUID", "")) for ds in headers}

@@ -16,7 +16,7 @@ import numpy as np
 from ...errors import DataError
 from ..text import printable
 from .base import Decoded, Item, Reading, check_voxels
-from .dicom import attribute_value, dicom_files, pydicom_module, read_dataset
+from .dicom_common import attribute_value, dicom_files, pydicom_module, read_dataset, slice_positions
 
 SPACING_TOLERANCE = 0.1  # relative spread of slice gaps accepted as even (scanners round positions)
 
@@ -45,23 +45,6 @@ class DicomSeriesReader:
 
     def __repr__(self) -> str:
         return f"<{self.name} reader>"
-
-
-def slice_positions(slices: Sequence) -> np.ndarray | None:
-    """Each slice's position along the common slice normal, or None when the slices lack a position or an
-    orientation, or are not parallel."""
-    if not slices or any("ImagePositionPatient" not in s or "ImageOrientationPatient" not in s for s in slices):
-        return None
-    try:
-        orientation = np.array(slices[0].ImageOrientationPatient, dtype=np.float64)
-        if orientation.shape != (6,) or any(
-                not np.allclose(np.array(s.ImageOrientationPatient, dtype=np.float64), orientation, atol=1e-4)
-                for s in slices):
-            return None
-        normal = np.cross(orientation[:3], orientation[3:])
-        return np.array([np.dot(np.array(s.ImagePositionPatient, dtype=np.float64), normal) for s in slices])
-    except (TypeError, ValueError):
-        return None
 
 
 def read_dicom_series(folder: Path) -> tuple[np.ndarray, tuple[float, float, float], str]:
