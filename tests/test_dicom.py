@@ -117,11 +117,12 @@ def test_dicom_x_rays_in_class_folders_load_as_2d_images_and_say_by_which_rule(t
 
 
 def test_x_rays_each_in_a_folder_of_its_own_are_images_not_16_cubed_volumes(tmp_path: Path) -> None:
-    """The old misreading: following the advice 'put each series in a folder of its own' made every X-ray a
-    16 x 16 x 16 volume."""
+    """The old misreading: following the advice 'put each series in a folder of its own' made every X-ray (with
+    ImagePositionPatient, as many DX files carry) a 16 x 16 x 16 volume; main reads this folder as (1, 16, 16, 16)."""
     for c, label in enumerate(("a", "b")):
         for i in range(6):
-            write_dicom(tmp_path / "xr" / label / f"case{i}" / "image.dcm", picture(10 * c + i, bright=bool(c)))
+            write_dicom(tmp_path / "xr" / label / f"case{i}" / "image.dcm", picture(10 * c + i, bright=bool(c)),
+                        position=(0.0, 0.0, 0.0))
     data = load_dataset(str(tmp_path / "xr"), image_size=16)
     assert not data.is_volume and data.image_shape == (1, 16, 16)
 
