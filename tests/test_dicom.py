@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST_ARGS
+from conftest import FAST_ARGS, noise, save
 from dicom_writer import PHI, picture, write_ct_series, write_dicom, xray_folder
 from medtl.cli import main
 from medtl.config import TrainConfig
@@ -167,6 +167,12 @@ def test_window_applies_to_2d_dicom_runs_and_is_still_refused_for_png(tmp_path: 
     assert volume_of(cfg, data) is None  # accepted: the window reads the DICOM files
     default = load_data(TrainConfig(data=str(root), image_size=16, window="1000,500", batch_size=2))
     assert not torch.equal(data.train.images, default.train.images)
+    for c in ("a", "b"):
+        for i in range(5):
+            save(tmp_path / "png" / c / f"{i}.png", noise(10 * ord(c) + i))
+    png = TrainConfig(data=str(tmp_path / "png"), image_size=16, window="none", batch_size=2)
+    with pytest.raises(ConfigError, match="--window apply to volumes"):
+        volume_of(png, load_data(png))
 
 
 def test_group_by_patient_id_draws_patient_disjoint_splits_from_hashed_ids(tmp_path: Path) -> None:
@@ -191,10 +197,10 @@ def test_group_by_patient_id_draws_patient_disjoint_splits_from_hashed_ids(tmp_p
 
 
 def test_data_check_reports_patients_straddling_given_splits_without_their_ids(tmp_path: Path, capsys) -> None:
-    for split in ("train", "val", "test"):
+    for s, split in enumerate(("train", "val", "test")):
         for c in ("a", "b"):
             for i in range(3):
-                write_dicom(tmp_path / "d" / split / c / f"{i}.dcm", picture(hash((split, c, i)) % 1000),
+                write_dicom(tmp_path / "d" / split / c / f"{i}.dcm", picture(100 * s + 10 * ord(c) + i),
                             patient_id=f"PHIPID-{c}{i}")
     out = tmp_path / "check"
     status = main(["data", "check", str(tmp_path / "d"), "--group-by", "PatientID", "--out", str(out)])
