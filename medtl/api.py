@@ -9,7 +9,8 @@ import torch
 from . import experiment
 from .backbones import backbone_cuts, create_backbone
 from .config import TrainConfig
-from .data import load_dataset
+from .data import Reading, load_dataset
+from .data.readers import parse_window
 from .errors import DataError
 from .evaluation import (classification_metrics, count_macs, count_parameters, predictions_table,
                          single_class_metrics)
@@ -71,8 +72,9 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
                             "labels changed since training); pass --data to score other data on purpose.")
     else:
         cfg = TrainConfig(data=data, data_root=data_root, image_size=spec.image_size)
+        reading = Reading(parse_window(spec.window), dicom="3d" if spec.volume else "2d")  # the model's kind
         dataset = load_dataset(data, root=data_root, image_size=spec.image_size, classes=spec.classes or None,
-                               all_test=split is None)
+                               all_test=split is None, reading=reading)
         split = split or "test"
     if dataset.is_volume != (spec.volume is not None):
         kinds = ("volumes", "2D images") if dataset.is_volume else ("2D images", "volumes")

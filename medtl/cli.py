@@ -27,7 +27,8 @@ GRID_INSTEAD = {"strategy": "--strategies", "cut": "--cuts", "seed": "--seeds", 
 
 
 # the TrainConfig options that `medtl data check` takes
-_CHECK_OPTIONS = ("data_root", "image_size", "split", "seed", "split_seed", "group_by", "skip_bad_images", "threads")
+_CHECK_OPTIONS = ("data_root", "image_size", "split", "seed", "split_seed", "group_by", "skip_bad_images", "threads",
+                  "window", "dicom")
 
 
 # The kind and range of every numeric flag that is not a train option (those carry theirs in TrainConfig's metadata,
@@ -401,11 +402,12 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _data(args: argparse.Namespace) -> int:
     from .data.check import check_command
+    from .resolve import reading_of
 
     cfg = TrainConfig.from_dict({k: getattr(args, k) for k in _CHECK_OPTIONS if hasattr(args, k)})
     return check_command(args.data, out=args.out, threshold=args.threshold, root=cfg.data_root,
                          image_size=cfg.read_size, split=tuple(cfg.split), seed=cfg.data_seed, group_by=cfg.group_by,
-                         skip_bad_images=cfg.skip_bad_images, threads=cfg.threads)
+                         skip_bad_images=cfg.skip_bad_images, threads=cfg.threads, reading=reading_of(cfg))
 
 
 def _predict(args: argparse.Namespace) -> None:

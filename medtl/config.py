@@ -72,8 +72,9 @@ class TrainConfig:
                                     low=0, high=MAX_SEED, omit_default=True)
     skip_bad_images: bool = option(False, "leave unreadable image files out (listed in the run's skipped_files.txt) "
                                    "instead of failing")
-    group_by: str | None = option(None, "CSV column of patient/study ids that drawn splits keep whole, each group on "
-                                  "one side (default: a column named group, if present)")
+    group_by: str | None = option(None, "CSV column of patient/study ids, or a DICOM attribute (PatientID, "
+                                  "StudyInstanceUID; stored as salted hashes), that drawn splits keep whole, each group "
+                                  "on one side (default: a CSV column named group, if present)")
     # model
     backbone: str = option("efficientnet_lite0", "backbone name (see `medtl backbones`)")
     weights: str = option("imagenet", "imagenet, none, a weights file (.safetensors / tensors-only .pth), or a "
@@ -105,9 +106,14 @@ class TrainConfig:
                                 "the axial, coronal, sagittal views), i3d (kernels inflated along depth) or 2.5d "
                                 "(depth-1 kernels); default for volume data: acs", choices=VOLUME_MODES,
                                 omit_default=True)
-    window: str | None = option(None, "volume files: intensity window CENTER,WIDTH in the file's units (CT: "
-                                "Hounsfield) or brain, soft-tissue, mediastinum, lung, bone; default: each volume's "
-                                "min-max", omit_default=True)
+    window: str | None = option(None, "volume and DICOM files: intensity window CENTER,WIDTH in the file's units "
+                                "(CT: Hounsfield) or brain, soft-tissue, mediastinum, lung, bone, or none (DICOM: the "
+                                "full range of the stored bits); default: a DICOM file's own first window or VOI LUT, "
+                                "each volume's min-max", omit_default=True)
+    dicom: str = option("auto", "DICOM files: auto (single-frame CR, DX, MG, RF, XA, US, SC files are 2D images, a "
+                        "folder of one series along one slice normal is a volume; anything else is refused), 2d "
+                        "(every single-frame file an image) or 3d (every folder of DICOM files one series; --volume "
+                        "implies it)", choices=("auto", "2d", "3d"), omit_default=True)
     spacing: list[float] | None = option(None, "volume files: resample every volume to this voxel size Z,Y,X (mm) "
                                          "before resizing to --image-size", low=0.0, low_open=True, omit_default=True)
     flip_axes: str = option("w", "volumes: axes the training augmentation flips at random, letters of dhw (depth, "

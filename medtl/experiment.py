@@ -277,6 +277,7 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
     operating = run_operating_point(data.val.labels.numpy(), val_prob, data.test.labels.numpy(), test_prob, data.task,
                                     cfg.target_sensitivity)
     spec.threshold, spec.read_size = operating.get("threshold"), data.train.images.shape[-1]
+    spec.window = cfg.window  # files are read through it again by predict and evaluate --data
     best = next(row for row in history if row["epoch"] == best_epoch)
     model.cpu()
     metrics = {

@@ -106,11 +106,13 @@ class ModelSpec:
     read_size: int | None = None
     ordinal_head: bool = False  # a CumulativeLink head over ordered classes (its outputs are log probabilities)
     volume: str | None = None  # 2D weights converted for volumes (acs, i3d, 2.5d); None: a 2D model
+    window: str | None = None  # --window the training data was read with (DICOM, volumes); None: the files' own
 
     def to_dict(self) -> dict:
         values = asdict(self)
-        if values["volume"] is None:  # a 2D model's model.json stays as it was before volumes existed
-            del values["volume"]
+        for key in ("volume", "window"):  # a model.json stays as it was before these options existed
+            if values[key] is None:
+                del values[key]
         return values
 
     @property
@@ -266,4 +268,5 @@ def rebuild(spec: ModelSpec) -> Classifier:
     )
     model.spec.temperature = spec.temperature  # fitted after training: not part of the architecture
     model.spec.threshold, model.spec.read_size = spec.threshold, spec.read_size  # how it is used, not built
+    model.spec.window = spec.window
     return model

@@ -28,7 +28,7 @@ EXTRAS = {  # import name -> the extra of pyproject.toml that installs it
     "matplotlib": "plot", "jinja2": "plot",
     "onnx": "export", "onnxscript": "export", "onnxruntime": "export",
     "ray": "ray",
-    "nibabel": "3d", "pydicom": "3d",
+    "nibabel": "3d", "pydicom": "dicom",  # the 3d extra installs pydicom too, for DICOM series
 }
 
 

@@ -11,8 +11,8 @@ import torch
 from .backbones import Trunk, backbone_cuts, create_backbone, get_spec
 from .backbones.weights import read_state_dict
 from .config import DEFAULT_IMAGE_SIZE, TrainConfig
-from .data import ImageDataset, VolumeReading, load_dataset
-from .data.volumes import parse_window
+from .data import ImageDataset, Reading, load_dataset
+from .data.readers import parse_window
 from .data.splits import resplit
 from .errors import ConfigError, DataError, MedtlWarning
 from .model import feature_shape
@@ -40,9 +40,9 @@ def resolve_device(name: str) -> torch.device:
 def load_data(cfg: TrainConfig) -> ImageDataset:
     """The data set exactly as ``cfg`` trains on it: the same source, split fractions, seed, resplit and skipped
     files, so a run's splits can be drawn again (``medtl evaluate RUN`` scores the run's own test images)."""
-    reading = VolumeReading(parse_window(cfg.window), tuple(cfg.spacing) if cfg.spacing else None)
     data = load_dataset(cfg.data, root=cfg.data_root, image_size=cfg.read_size, split=tuple(cfg.split),
-                        seed=cfg.data_seed, skip_bad_images=cfg.skip_bad_images, group_by=cfg.group_by, reading=reading)
+                        seed=cfg.data_seed, skip_bad_images=cfg.skip_bad_images, group_by=cfg.group_by,
+                        reading=reading_of(cfg))
     if cfg.resplit is not None:
         data = resplit(data, tuple(cfg.split), cfg.resplit)
     check_splits(data)
@@ -79,6 +79,13 @@ def network_stride(backbone: str, in_chans: int = 1) -> int:
     return STRIDE_PROBE // feature_shape(trunk, in_chans, STRIDE_PROBE)[-1]
 
 
+def reading_of(cfg: TrainConfig) -> Reading:
+    """How ``cfg`` reads files: its window and spacing; DICOM by the 2D/3D rule unless ``--dicom`` forces a kind
+    (``--volume`` forces 3D)."""
+    dicom = cfg.dicom if cfg.dicom != "auto" or cfg.volume is None else "3d"
+    return Reading(parse_window(cfg.window), tuple(cfg.spacing) if cfg.spacing else None, dicom)  # type: ignore
+
+
 def check_splits(data: ImageDataset) -> None:
     """Fail before training when a split cannot be trained on or scored."""
     if len(data.train) < 2:
@@ -106,12 +113,15 @@ def volume_of(cfg: TrainConfig, data: ImageDataset) -> str | None:
             raise ConfigError(f"image_size {cfg.image_size} is above {MAX_VOLUME_SIZE} for volumes ({cfg.image_size}^3 "
                               "voxels each); use a smaller --image-size.")
         return cfg.volume or DEFAULT_VOLUME
-    given = [f"--{k.replace('_', '-')}" for k in ("volume", "window", "spacing") if getattr(cfg, k) is not None]
+    given = [f"--{k.replace('_', '-')}" for k in ("volume", "spacing") if getattr(cfg, k) is not None]
+    if cfg.window is not None and "dicom" not in data.source.get("readers", ()):  # 2D DICOM files take a window
+        given.append("--window")
     if cfg.flip_axes != "w":
         given.append("--flip-axes")
     if given:
         raise ConfigError(f"{', '.join(given)} apply to volumes, but {data.name} holds 2D images "
-                          f"{'x'.join(map(str, data.image_shape))}; drop them (or give volume data).")
+                          f"{'x'.join(map(str, data.image_shape))}; drop them (or give volume data; --window also "
+                          "applies to DICOM images).")
     return None
 
 

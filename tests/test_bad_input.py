@@ -56,13 +56,14 @@ def folder_of_dicoms(tmp: Path) -> tuple[list[str], list[str]]:
     for i in range(3):
         (root / "b" / f"{i}.dcm").parent.mkdir(exist_ok=True)
         (root / "b" / f"{i}.dcm").write_bytes(b"\x00" * 128 + b"DICM")
-    return ["--data", str(root)], [str(root), "mixes 2D images", "with volumes ('b')"]  # b/ is a DICOM series
+    # files marked DICM without a modality or slice position: neither 2D images nor a series, by the printed rule
+    return ["--data", str(root)], [str(root / "b" / "0.dcm"), "neither 2D images nor slices of a volume", "--dicom 2d"]
 
 
 def csv_row_in_unsupported_format(tmp: Path) -> tuple[list[str], list[str]]:
-    (tmp / "scan.dcm").write_bytes(b"\x00" * 128 + b"DICM")
-    path = manifest(tmp, labelled(["a", "b"] * 5) + ["scan.dcm,a"])
-    return ["--data", str(path)], [str(tmp / "scan.dcm"), "unsupported format '.dcm'", "Convert"]
+    (tmp / "scan.mha").write_bytes(b"ObjectType = Image\n")
+    path = manifest(tmp, labelled(["a", "b"] * 5) + ["scan.mha,a"])
+    return ["--data", str(path)], [str(tmp / "scan.mha"), "unsupported format '.mha'", "Convert"]
 
 
 def csv_missing_path(tmp: Path) -> tuple[list[str], list[str]]:

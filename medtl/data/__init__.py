@@ -13,6 +13,7 @@ from .images import IMAGE_EXTENSIONS, MAX_PIXELS, read_image
 from .medmnist import load_medmnist, load_npz, parse_name, unknown_name
 from .splits import as_test_only, check_fractions
 from .text import printable
+from .readers import Reading
 from .volumes import VolumeReading
 
 DEFAULT_DATASET = "breastmnist"
@@ -23,6 +24,7 @@ __all__ = [
     "SPLITS",
     "ImageDataset",
     "Preprocess",
+    "Reading",
     "Split",
     "VolumeReading",
     "load_dataset",
@@ -42,7 +44,7 @@ def load_dataset(
     group_by: str | None = None,
     classes: Sequence[str] | None = None,
     all_test: bool = False,
-    reading: VolumeReading = VolumeReading(),
+    reading: Reading = Reading(),
 ) -> ImageDataset:
     """Load a data set named or located by ``spec``, resolved in this order:
 
@@ -56,11 +58,12 @@ def load_dataset(
     4. a ``.csv`` manifest with columns ``path,label`` and optionally ``split`` and a group column.
 
     Folder and CSV images are resized to ``image_size`` at load; volume files (NIfTI, DICOM series) to a cube of
-    ``image_size``, read as ``reading`` says (window, spacing; :mod:`medtl.data.volumes`). Splits they do not give
-    are drawn stratified from train with the ``split`` fractions (train, val, test) and ``seed``; the same seed gives
-    the same split. A CSV
-    group column (``group_by``; by default a column named ``group``, if present) keeps each patient or study on one
-    side of every drawn split. ``source["splits"]``, ``source["split_note"]`` and ``source["split"]`` record which
+    ``image_size``; files are read as ``reading`` says (window, spacing, the DICOM 2D/3D rule; see
+    :mod:`medtl.data.readers`). Splits they do not give are drawn stratified from train with the ``split``
+    fractions (train, val, test) and ``seed``; the same seed gives the same split. A CSV
+    group column (``group_by``; by default a column named ``group``, if present), or for DICOM files the attribute
+    ``group_by`` names (``PatientID``, ``StudyInstanceUID``; stored as salted hashes), keeps each patient or study on
+    one side of every drawn split. ``source["splits"]``, ``source["split_note"]`` and ``source["split"]`` record which
     splits were given and how the others were drawn. ``root`` only applies to MedMNIST names. Unreadable folder or
     CSV images fail the load, naming the files; with ``skip_bad_images`` they are left out and listed in the data
     set's ``skipped``.
@@ -81,14 +84,15 @@ def load_dataset(
     name = parse_name(spec)
     path = Path(spec).expanduser()
     suffix = path.suffix.lower()
-    if group_by is not None and not (name is None and path.is_file() and suffix == ".csv"):
-        raise ConfigError(f"group_by {group_by!r} names a column of a CSV manifest, but {printable(spec)} is not one; "
-                          "give a .csv with a patient or study id column to draw group-disjoint splits.")
+    if group_by is not None and not (name is None and (path.is_dir() or path.is_file() and suffix == ".csv")):
+        raise ConfigError(f"group_by {group_by!r} names a column of a CSV manifest or a DICOM attribute of a folder's "
+                          f"files, but {printable(spec)} is neither; give a .csv with a patient or study id column, or "
+                          "a folder of DICOM files, to draw group-disjoint splits.")
     if name is not None:
         data = load_medmnist(*name, root=root, download=download)
     elif path.is_dir():
         return load_folder(path, printable(spec), image_size, fractions, seed, skip_bad_images, classes, all_test,
-                           reading)
+                           reading, group_by)
     elif path.is_file() and suffix == ".npz":
         data = load_npz(path, printable(spec))
     elif path.is_file() and suffix == ".csv":

@@ -29,8 +29,8 @@ class Split:
       (``train/NORMAL/x.jpeg``); CSV manifests: the path as written in the CSV; arrays (MedMNIST, ``.npz``):
       ``"<split>[<index>]"`` of the source split (``test[17]``). None here means "not known"; :class:`ImageDataset`
       fills such splits with ``"<split>[<index>]"``.
-    - ``groups``: the patient/study id of a CSV ``group`` column (``--group-by``), or None; drawn splits keep each
-      group on one side.
+    - ``groups``: the patient/study id of a CSV ``group`` column, or the salted hash of a DICOM attribute
+      (``--group-by PatientID``), or None; drawn splits keep each group on one side.
     - ``formats``: the file's size and mode before resizing (``"1024x768 L"``), or None for arrays; the leakage
       check reports rare ones.
     """

@@ -14,10 +14,11 @@ import torch
 
 from ..errors import DataError, MedtlWarning
 from .dataset import SPLITS, ImageDataset, Split
-from .images import IMAGE_EXTENSIONS, is_image_file, load_images
+from .images import load_images
+from .readers import Item, Reading, attribute_groups, collect, file_suffixes, reader_for
 from .splits import Fractions, assign_splits, test_only_record
 from .text import printable
-from .volumes import VolumeReading, is_dicom, is_nifti, load_volumes
+from .volumes import load_volumes
 
 # Folder names read as splits, in any case: "Training/" and "Testing/" must not become two classes.
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -34,27 +35,27 @@ class Labelled:
     splits: list[str] | None  # None: no split given
     groups: list[str] | None = None
     group_by: str | None = None
+    items: list[Item] | None = None  # the readers' items, one per file (set once the files are collected)
 
 
 def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, seed: int,
                 skip_bad: bool = False, classes: Sequence[str] | None = None, all_test: bool = False,
-                reading: VolumeReading = VolumeReading()) -> ImageDataset:
+                reading: Reading = Reading(), group_by: str | None = None) -> ImageDataset:
     """An ImageFolder tree: ``root/<split>/<class>/...`` (train required) or ``root/<class>/...``.
 
     Split folders are recognised by name in any case: ``train``/``training``, ``val``/``valid``/``validation``,
     ``test``/``testing``. Classes are the sorted class folder names (union over split folders), or ``classes``
-    when given (see :func:`medtl.data.load_dataset`); files are found recursively by extension, hidden files and
-    folders are skipped. Files of other types are ignored with a warning that counts them, since a folder of DICOMs
-    silently read as "no images" would be a mystery. Broken or looping symbolic links count as unreadable files.
-    Volumes are items too: a NIfTI file, or a folder of DICOM files (one series, see :mod:`medtl.data.volumes`).
+    when given (see :func:`medtl.data.load_dataset`); files are found recursively, hidden files and folders are
+    skipped, and each file goes to the reader of its format (:mod:`medtl.data.readers`). Files no reader takes are
+    ignored with a warning that counts them, since a folder of unreadable files silently read as "no images" would
+    be a mystery. Broken or looping symbolic links count as unreadable files. Volumes are items too: a NIfTI file,
+    or a folder of DICOM files that the DICOM rule reads as one series. ``group_by`` names a file attribute (DICOM:
+    ``PatientID``, ``StudyInstanceUID``) whose salted hash groups the items.
     """
     layout = _split_layout(root)
     files: list[Path] = []
-    class_of: list[str] = []
-    split_of: list[str] = []
+    owner: dict[Path, tuple[str, str]] = {}  # file, and the folder holding it -> (class, split)
     class_names: set[str] = set()
-    ignored: Counter[str] = Counter()
-    series: set[Path] = set()
     for split, base in layout:
         for class_dir in _visible_dirs(base):
             class_names.add(class_dir.name)
@@ -63,20 +64,15 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
                 broken_link = f.is_symlink() and not f.exists()
                 if hidden or not (f.is_file() or broken_link):
                     continue
-                if is_dicom(f):  # the item is the series: the folder holding the file
-                    f = f.parent
-                    if f in series:
-                        continue
-                    series.add(f)
-                if is_image_file(f) or broken_link or is_nifti(f) or f.is_dir():
-                    files.append(f)
-                    class_of.append(class_dir.name)
-                    split_of.append(split)
-                else:
-                    ignored[f.suffix.lower() or "(no extension)"] += 1
+                files.append(f)
+                owner[f] = (class_dir.name, split)
+                owner.setdefault(f.parent, (class_dir.name, split))
+    found_items, ignored = collect(files, reading)
+    items = Labelled([i.path for i in found_items], [printable(i.path.relative_to(root)) for i in found_items],
+                     [owner[i.path][0] for i in found_items], None, items=found_items)
     where = printable(root)
     loose = [f for _, base in layout for f in sorted(base.iterdir()) if f.is_file() and not f.name.startswith(".")
-             and (is_image_file(f) or is_nifti(f))]
+             and reader_for(f) is not None]
     if loose:
         outside = (f"{len(loose)} image file(s) (e.g. {printable(loose[0].relative_to(root))}) sit directly in "
                    f"{printable(loose[0].parent)}, outside class folders")
@@ -85,22 +81,25 @@ def load_folder(root: Path, name: str, image_size: int, fractions: Fractions, se
                             f"into one folder per class ({where}/<class>/...), or list them with their labels in a "
                             "CSV (columns path,label).")
         warnings.warn(f"{where}: ignored {outside}.", MedtlWarning, stacklevel=3)
-    found = set(class_of)
+    found = set(items.labels)
     empty = [printable(c) for c in sorted(class_names) if c not in found]
     kinds = ", ".join(f"{n} {suffix}" for suffix, n in ignored.most_common())
     if empty:
         raise DataError(
             f"{where}: class folder(s) {', '.join(empty)} contain no image files "
-            f"({', '.join(sorted(IMAGE_EXTENSIONS))}) or volumes (.nii, .nii.gz, DICOM series)"
-            f"{f'; found only unsupported files ({kinds})' if ignored else ''}; add images or remove the folders."
+            f"({', '.join(file_suffixes(('image',)))}) or volumes ({', '.join(file_suffixes(('volume',)))}, DICOM "
+            f"series){f'; found only unsupported files ({kinds})' if ignored else ''}; add images or remove the "
+            "folders."
         )
     if ignored:
         warnings.warn(f"{where}: ignored {sum(ignored.values())} file(s) that are not supported images ({kinds}).",
                       MedtlWarning, stacklevel=3)
     if classes is not None:
         _check_known(where, "class folder(s)", sorted(class_names), classes)
-    items = Labelled(files, [printable(f.relative_to(root)) for f in files], class_of,
-                     split_of if len(layout) > 1 or layout[0][1] != root else None)
+    if len(layout) > 1 or layout[0][1] != root:
+        items.splits = [owner[i.path][1] for i in found_items]
+    if group_by is not None:
+        items.groups, items.group_by = attribute_groups(found_items, group_by), group_by
     source = {"kind": "folder", "path": printable(root.resolve()), "md5": None, "license": None, "citation": None}
     return _from_files(name, source, items, list(classes) if classes is not None else sorted(class_names),
                        classes is not None, image_size, fractions, seed, skip_bad, all_test, reading)
@@ -143,11 +142,12 @@ def _check_known(where: str, what: str, names: Sequence[str], classes: Sequence[
 
 def load_manifest(path: Path, name: str, image_size: int, fractions: Fractions, seed: int,
                   skip_bad: bool = False, classes: Sequence[str] | None = None, all_test: bool = False,
-                  group_by: str | None = None, reading: VolumeReading = VolumeReading()) -> ImageDataset:
+                  group_by: str | None = None, reading: Reading = Reading()) -> ImageDataset:
     """A CSV manifest with header ``path,label`` and optional ``split`` (train/val/test) and group columns.
 
     Paths are relative to the CSV's folder (absolute paths are allowed); a path on two lines is refused (a
     duplicate row would put one image in two splits); a path may name a volume (NIfTI file or DICOM series folder).
+    ``group_by`` may also name a DICOM attribute (``PatientID``) when no column has that name.
     Labels are class names or integers; classes are the sorted
     unique labels (numerically sorted when all are integers), or ``classes`` when given. The group column (named
     ``group_by``; by default a column named ``group``, if any) holds a patient or study id: splits medtl draws
@@ -155,6 +155,9 @@ def load_manifest(path: Path, name: str, image_size: int, fractions: Fractions, 
     """
     items, lines = _read_manifest(path, group_by)
     _check_duplicates(path, items, lines)
+    items.items = _manifest_items(path, items, lines, reading)
+    if group_by is not None and items.groups is None:  # no such column: a file attribute
+        items.groups, items.group_by = attribute_groups(items.items, group_by), group_by
     items.labels, found = _manifest_classes(path, items.labels, lines)
     if classes is not None:
         _check_known(printable(path), "label(s)", found, classes)
@@ -188,6 +191,19 @@ def _check_duplicates(path: Path, items: Labelled, lines: list[int]) -> None:
     raise DataError(f"{printable(path)}: duplicate rows: the same image is listed more than once: "
                     f"{'; '.join(show(r, False) for r in repeated[:3])}{more(repeated)}. Remove the duplicate rows "
                     "(repeated rows would put one image in both train and test).")
+
+
+def _manifest_items(path: Path, items: Labelled, lines: list[int], reading: Reading) -> list[Item]:
+    """Each row's reader item; files no reader takes stay items, to be reported as unreadable when read."""
+    found, _ = collect(items.files, reading, keep_unknown=True)
+    if [i.path for i in found] != items.files:
+        rows = {f: line for f, line in zip(items.files, lines)}
+        merged = [i.path for i in found if i.path not in rows]
+        lines_of = [str(rows[f]) for f in items.files if merged and f.parent == merged[0]][:5]
+        raise DataError(f"{printable(path)}, lines {', '.join(lines_of)}: these rows are slices of one DICOM series "
+                        f"(folder {printable(merged[0]) if merged else '?'}); list the series folder on one row to "
+                        "read it as a volume, or pass --dicom 2d to read each file as an image.")
+    return found
 
 
 def _manifest_classes(path: Path, labels: list[str], lines: list[int]) -> tuple[list[str], list[str]]:
@@ -249,6 +265,8 @@ def _read_manifest(path: Path, group_by: str | None) -> tuple[Labelled, list[int
                     f"'split' and 'group'), found {reader.fieldnames}."
                 )
             group_column = _group_column(where_file, columns, group_by)
+            if group_by is not None and group_column is None:
+                group_by = None  # not a column: a file attribute, read by load_manifest
             for row in reader:
                 where = f"{where_file}, line {reader.line_num}"
                 value = {key: (row.get(col) or "").strip() for key, col in columns.items()}
@@ -293,6 +311,8 @@ def _group_column(where: str, columns: dict[str, str], group_by: str | None) -> 
     if group_by is None:
         return "group" if "group" in columns else None
     key = group_by.strip().lower()
+    if key not in columns and key not in ("path", "label", "split") and group_by.strip()[:1].isupper():
+        return None  # a DICOM attribute keyword such as PatientID: read from the files
     if key in ("path", "label", "split") or key not in columns:
         raise DataError(f"{where}: no column {group_by!r} to group by (columns: {', '.join(columns.values())}); "
                         "name the column that holds the patient or study id.")
@@ -321,17 +341,18 @@ def _from_files(
     seed: int,
     skip_bad: bool,
     all_test: bool,
-    reading: VolumeReading,
+    reading: Reading,
 ) -> ImageDataset:
     """Load every file once (leaving out unreadable ones if ``skip_bad``), split the items, build the data set."""
     if len(classes) < 2 and not fixed_classes:
         raise DataError(f"{source['path']}: found only the class(es) {classes}; classification needs at least two.")
-    volumes = [f.is_dir() or is_nifti(f) for f in items.files]
+    kinds = [item.reader.kind for item in items.items or []]
+    volumes = [k == "volume" for k in kinds]
     if any(volumes) and not all(volumes):
         image, volume = items.ids[volumes.index(False)], items.ids[volumes.index(True)]
         raise DataError(f"{source['path']} mixes 2D images ({image!r}) with volumes ({volume!r}); a data set holds one "
                         "kind: move them apart.")
-    load = (lambda *a: load_volumes(*a, reading)) if all(volumes) else load_images
+    load = (lambda *a: load_volumes(*a, reading)) if all(volumes) else (lambda *a: load_images(*a, reading))
     images, bad, formats = load(items.files, image_size, skip_bad)
     kept = [i for i in range(len(items.files)) if i not in bad]
 
@@ -348,7 +369,8 @@ def _from_files(
         parts, record = assign_splits(labels, keep(items.splits), fractions, seed, str(source["path"]),
                                       keep(items.groups), items.group_by)
     splits = {s: every.take(i) for s, i in parts.items()}
-    source.update(image_size=image_size, seed=seed, skipped_files=len(bad), group_by=items.group_by, **record)
+    source.update(image_size=image_size, seed=seed, skipped_files=len(bad), group_by=items.group_by,
+                  readers=sorted({item.reader.name for item in items.items or []}), **record)
     task = "binary" if len(classes) == 2 else "multiclass"
     return ImageDataset(name, task, classes, splits["train"], splits["val"], splits["test"], source,
                         skipped=list(bad.values()))

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import ConfigError, DataError, unknown
 from .dataset import SPLITS, ImageDataset, Split
+from .readers.npz import read_npz
 from .splits import GIVEN
 from .text import printable
 
@@ -28,7 +29,6 @@ TASKS = {
     "ordinal-regression": "multiclass",
     "multi-label, binary-class": "multilabel",
 }
-KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("images", "labels"))
 BUILTIN = {("breastmnist", 28): Path(__file__).parent / "builtin" / "breastmnist.npz",
            ("adrenalmnist3d", 28): Path(__file__).parent / "builtin" / "adrenalmnist3d.npz"}
 CITATION = (
@@ -170,24 +170,6 @@ def load_npz(path: Path, name: str) -> ImageDataset:
               "citation": None, **GIVEN}
     splits = _splits(arrays, task == "multilabel", str(path))
     return ImageDataset(name, task, [str(i) for i in range(count)], *splits, source)
-
-
-def read_npz(file: io.BytesIO | Path, where: str) -> dict[str, np.ndarray]:
-    """The six MedMNIST-layout arrays (``train_images`` ... ``test_labels``) of an ``.npz`` file."""
-    try:
-        npz = np.load(file, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise DataError(f"{where}: holds a single array, not a .npz archive with the keys {', '.join(KEYS)}.")
-        with npz:
-            missing = [k for k in KEYS if k not in npz.files]
-            if missing:
-                raise DataError(f"{where}: lacks the arrays {', '.join(missing)} (found {', '.join(npz.files)}); "
-                                f"a MedMNIST-layout .npz needs {', '.join(KEYS)}.")
-            return {k: npz[k] for k in KEYS}
-    except DataError:
-        raise
-    except Exception as e:  # noqa: BLE001 -- zipfile, numpy and pickle refusals all mean a bad file
-        raise DataError(f"{where}: cannot read as a .npz archive ({type(e).__name__}: {e}); replace the file.") from e
 
 
 def _splits(arrays: dict[str, np.ndarray], multilabel: bool, where: str) -> list[Split]:

@@ -22,7 +22,8 @@ import torch
 
 from ..artifacts import MODEL_SPEC, MODEL_WEIGHTS, load_model
 from ..data import Preprocess
-from ..data.images import IMAGE_EXTENSIONS, is_image_file, load_images, read_image
+from ..data.images import IMAGE_EXTENSIONS, load_images, read_image
+from ..data.readers import Reading, parse_window, reader_for
 from ..ensembles import ENSEMBLE, read_ensemble
 from ..errors import ConfigError, DataError, MedtlWarning
 from ..inference import predict as torch_predict
@@ -111,7 +112,7 @@ class EnsembleScorer(Scorer):
         for member in self.members:
             size = member.spec.read_size or member.spec.image_size
             if size not in read:
-                read[size] = load_images(paths, size)[0]
+                read[size] = load_images(paths, size, reading=reading_of(member.spec))[0]
             prob.append(with_tta(member, match_channels(read[size], member.spec.in_chans), tta))
         return np.mean(prob, axis=0)
 
@@ -163,7 +164,7 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += [f for f in sorted(item.rglob("*")) if f.is_file() and is_image_file(f)
+            files += [f for f in sorted(item.rglob("*")) if f.is_file() and _is_image(f)
                       and not any(p.startswith(".") for p in f.relative_to(item).parts)]
         elif item.suffix.lower() == ".csv" and item.is_file():
             files += _csv_paths(item)
@@ -175,6 +176,17 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     if not files:
         raise DataError(f"no image files found in {', '.join(map(str, inputs))}.")
     return files
+
+
+def _is_image(path: Path) -> bool:
+    reader = reader_for(path)
+    return reader is not None and reader.kind == "image"
+
+
+def reading_of(spec: ModelSpec) -> Reading:
+    """How a 2D model reads files: DICOM through the run's --window, every single-frame DICOM file as an image (the
+    model takes nothing else)."""
+    return Reading(window=parse_window(spec.window), dicom="2d")
 
 
 def _csv_paths(path: Path) -> list[Path]:
@@ -255,18 +267,18 @@ def read_batches(files: list[Path], spec: ModelSpec, batch_size: int,
     for start in range(0, len(files), batch_size):
         paths = files[start:start + batch_size]
         try:
-            images, bad, _ = load_images(paths, size, skip_bad=skip_bad)
+            images, bad, _ = load_images(paths, size, skip_bad=skip_bad, reading=reading_of(spec))
         except DataError:
             if not skip_bad:
                 raise
-            yield paths, None, {i: _why_unreadable(p) for i, p in enumerate(paths)}  # none of this batch reads
+            yield paths, None, {i: _why_unreadable(p, spec) for i, p in enumerate(paths)}  # none of this batch reads
             continue
         yield paths, match_channels(images, spec.in_chans), bad
 
 
-def _why_unreadable(path: Path) -> str:
+def _why_unreadable(path: Path, spec: ModelSpec) -> str:
     try:
-        read_image(path)
+        read_image(path, reading_of(spec))
     except DataError as e:
         return str(e)
     return f"{path}: unreadable"  # not reached: load_images found no readable file in its batch
