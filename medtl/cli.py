@@ -22,7 +22,8 @@ from .errors import ConfigError, MedtlError, MedtlWarning
 # What a grid uses instead of the train options it sets itself.
 GRID_INSTEAD = {"strategy": "--strategies", "cut": "--cuts", "seed": "--seeds", "resplit": "--resplits",
                 "freeze_to": "--cuts (the cut axis sets it)", "slim_from": "--cuts (the cut axis sets it)",
-                "name": "nothing (grid runs are named by their configuration)"}
+                "name": "nothing (grid runs are named by their configuration)",
+                "track_parent": "nothing (the grid nests its runs under a parent run of its own)"}
 
 
 # the TrainConfig options that `medtl data check` takes
@@ -52,6 +53,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, grid: bool = False, skip:
                         "help": argparse.SUPPRESS if grid and not f.metadata["grid"] else shown}
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif "list[str]" in str(hint):  # repeatable and comma-separated: --track mlflow --track tensorboard
+            parser.add_argument(flag, action="extend", type=lambda text: text.split(","), metavar="NAME", **kwargs)
         elif "list" in str(hint):
             parser.add_argument(flag, type=_parse_floats, metavar="A,B,..", **kwargs)
         else:
@@ -277,6 +280,7 @@ def _compare(args: argparse.Namespace) -> None:
     from .compare import compare
     from .strategies import STRATEGIES
     from .report import report_after
+    from .tracking import attach
 
     cfg, out = _grid_config(args, "compare", "runs/compare", allowed_cut=True)
     strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else list(STRATEGIES)
@@ -286,12 +290,14 @@ def _compare(args: argparse.Namespace) -> None:
                      executor=_executor(args, out))
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)
+        attach(out, [page])  # to the grid's parent tracker run, if it has one
     print("\n".join(str(f) for f in result.files))
 
 
 def _search(args: argparse.Namespace) -> None:
     from .report import report_after
     from .search import search
+    from .tracking import attach
 
     cfg, out = _grid_config(args, "search", "runs/search", allowed_cut=True)
     from .compare.halving import Halving
@@ -305,6 +311,7 @@ def _search(args: argparse.Namespace) -> None:
     print(result.table())
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)
+        attach(out, [page])  # to the grid's parent tracker run, if it has one
     print("\n".join(str(f) for f in result.files))
 
 

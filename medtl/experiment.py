@@ -36,6 +36,8 @@ from .strategies import Strategy
 from .training import Trainer, distributed, predict, seed_everything
 from .training.budget import measure_epoch
 from .training.recipe import resolve as resolve_recipe
+from .tracking import check as check_trackers, status_of
+from .tracking.run import open_tracking, run_artifacts
 
 log = logging.getLogger("medtl")
 
@@ -72,6 +74,7 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     generator = seed_everything(cfg.seed)
     device = distributed.setup(resolve_device(cfg.device))  # under torchrun: this process's device
     strategy = make_strategy(cfg)
+    check_trackers(cfg)
     data = load_data(cfg)
     if cfg.ordinal_head and (data.task == "multilabel" or data.num_classes < 3):
         raise ConfigError(f"--ordinal-head needs ordered grades, one per image, at least 3 of them; {data.name} is "
@@ -191,11 +194,17 @@ def _changed_options(checkpointed: dict, cfg: TrainConfig) -> list[str]:
 
 
 def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, report=None) -> RunResult:
+    tracker = open_tracking(p.cfg, run, state)  # --track: an observer of the epochs and the result
     try:
-        return _train(p, model, run, state, verbose, report)
-    except KeyboardInterrupt as e:
-        e.run = run.path if run.resumable else None  # what the command line offers to --resume
+        result = _train(p, model, run, state, verbose, tracker.observe(report))
+    except BaseException as e:
+        tracker.finished(run.metrics(), run_artifacts(run)) if getattr(e, "finished", False) else \
+            tracker.close(status_of(e))
+        if isinstance(e, KeyboardInterrupt):
+            e.run = run.path if run.resumable else None  # what the command line offers to --resume
         raise
+    tracker.finished(result.metrics, run_artifacts(run))
+    return result
 
 
 def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, report=None) -> RunResult:

@@ -18,6 +18,7 @@ from pathlib import Path
 from .analysis.autocut import estimate_for
 from .artifacts import write_csv, write_json
 from .backbones import backbone_cuts, create_backbone
+from .tracking import close_grid, open_grid
 from .compare import Executor, LocalExecutor, best_on_validation, build_grid, record, run_grid, summarise
 from .compare.halving import Halving, history, score, successive_halving
 from .config import TrainConfig
@@ -97,6 +98,7 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
         raise ConfigError("--scheduler asha searches every cut at once; drop --cut auto and --next-block.")
     base = replace(base, strategy="truncated", cut=None).validate()
     out = make_dir(out)
+    base = open_grid(base, out, "search")  # --track: a parent run with the grid's runs nested
     cuts = [(c.name, c.level) for c in backbone_cuts(create_backbone(base.backbone, None)[0])]
     executor = executor or LocalExecutor(workers)
     if scheduler == "asha":
@@ -178,6 +180,7 @@ def _write(out: Path, rows: list[dict], select: str, block_pick: str | None, pic
     write_csv(out / "search.csv", rows)
     write_json(out / "search.json", {"select": f"val_{select}", "seeds": seeds, "block_pick": block_pick,
                                      "pick": pick, "cost": cost, "out": str(out), "config": base.to_dict(), **extra})
+    close_grid(base, out, [out / "search.csv", out / "search.json"])
     return SearchResult(rows, select, block_pick, pick, cost, [out / "search.csv", out / "search.json"])
 
 

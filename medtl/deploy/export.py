@@ -27,6 +27,7 @@ from ..model import Classifier
 from ..resolve import load_data
 from ..training import predict as torch_predict
 from ..training.loop import probabilities
+from ..tracking import attach
 from .card import MODEL_CARD
 from .predict import ONNX_FILE, SPEC_KEY, OnnxScorer, require_onnxruntime
 
@@ -106,6 +107,7 @@ def export(run: str | Path, out: str | Path | None = None, format: str = "onnx",
         raise ExportError(f"{path} does not reproduce the run's model: onnxruntime's probabilities differ from "
                           f"torch's by up to {diff:.2e} (limit {TOLERANCE:.0e}); do not use it, and report the backbone "
                           f"({spec.backbone}, cut {spec.cut}).")
+    attach(run, [path])  # to the run's tracker runs, if it has any
     return ExportResult(path, diff, len(images))
 
 
