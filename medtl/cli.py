@@ -117,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", default="onnx", choices=("onnx",))
     ex.add_argument("--out", type=Path, help="output folder (default: RUN/export)")
 
+    sv = sub.add_parser("serve", help="an HTTP service for a model: POST /predict, GET /health, /metadata and a page "
+                        "to drop images on (onnxruntime, no torch; pip install 'medtl[serve]')")
+    sv.add_argument("model", type=Path, help="run directory (served from its export/model.onnx: run `medtl export RUN` "
+                    "first), ensemble directory, or an exported .onnx file")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--max-batch", type=int, default=32, help="most images scored in one model call (default 32)")
+    sv.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a request waits for others to "
+                    "share its model call (default 5 ms)")
+    sv.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body accepted, in MiB "
+                    "(default 20)")
+    sv.add_argument("--threads", type=int, help="onnxruntime threads per model call (default: one per core)")
+
     cuts = sub.add_parser("cuts", help="list a backbone's cut points with shapes, parameters and MACs")
     cuts.add_argument("--backbone", required=True)
     cuts.add_argument("--num-classes", type=int, default=2)
@@ -400,6 +413,13 @@ def _export(args: argparse.Namespace) -> None:
     print(export(args.run, args.out, args.format).path)
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from .deploy.serve import serve  # imports no torch
+
+    serve(args.model, host=args.host, port=args.port, max_batch=args.max_batch,
+          batch_window_ms=args.batch_window_ms, max_body_mb=args.max_body_mb, threads=args.threads)
+
+
 def _cuts(args: argparse.Namespace) -> None:
     from .api import cuts
     from .backbones import get_spec
@@ -477,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
     handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "explain": _explain,
                 "report": _report, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list,
-                "data": _data, "predict": _predict, "export": _export, "ensemble": _ensemble}
+                "data": _data, "predict": _predict, "export": _export, "ensemble": _ensemble, "serve": _serve}
     logger = logging.getLogger("medtl")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)

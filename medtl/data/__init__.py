@@ -2,18 +2,31 @@
 volume folders, CSV manifests, .npz."""
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DataError
-from .augment import Preprocess
-from .dataset import SPLITS, ImageDataset, Split
-from .folder import load_folder, load_manifest
 from .images import IMAGE_EXTENSIONS, MAX_PIXELS, read_image
-from .medmnist import load_medmnist, load_npz, parse_name, unknown_name
-from .splits import as_test_only, check_fractions
 from .text import printable
-from .volumes import VolumeReading
+
+if TYPE_CHECKING:
+    from .dataset import ImageDataset
+    from .volumes import VolumeReading
+
+# Names imported on first use (PEP 562): reading one image (medtl.data.images, what `medtl serve` decodes uploads
+# with) must not load torch, which the data sets need.
+_LAZY = {"Preprocess": "augment", "SPLITS": "dataset", "ImageDataset": "dataset", "Split": "dataset",
+         "VolumeReading": "volumes"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
 
 DEFAULT_DATASET = "breastmnist"
 
@@ -42,7 +55,7 @@ def load_dataset(
     group_by: str | None = None,
     classes: Sequence[str] | None = None,
     all_test: bool = False,
-    reading: VolumeReading = VolumeReading(),
+    reading: VolumeReading | None = None,
 ) -> ImageDataset:
     """Load a data set named or located by ``spec``, resolved in this order:
 
@@ -71,6 +84,12 @@ def load_dataset(
     every image (of every given split) goes to the test split and train and val are empty, so that
     ``medtl evaluate RUN --data FOLDER`` scores every image of an external folder; nothing is drawn.
     """
+    from .folder import load_folder, load_manifest
+    from .medmnist import load_medmnist, load_npz, parse_name, unknown_name
+    from .splits import as_test_only, check_fractions
+    from .volumes import VolumeReading
+
+    reading = reading if reading is not None else VolumeReading()
     fractions = check_fractions(split)
     if image_size < 1:
         raise ConfigError(f"image_size must be >= 1, got {image_size}")
@@ -110,5 +129,7 @@ def _with_classes(data: ImageDataset, classes: list[str]) -> ImageDataset:
     if not fits or data.task == "multilabel" and data.num_classes != len(classes):
         raise DataError(f"{data.name} has the classes {data.classes}, which do not match the model's classes "
                         f"{classes}.")
+    from .dataset import ImageDataset
+
     task = data.task if data.task == "multilabel" else "binary" if len(classes) == 2 else "multiclass"
     return ImageDataset(data.name, task, classes, data.train, data.val, data.test, data.source, data.skipped)

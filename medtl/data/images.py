@@ -11,15 +11,19 @@ before decoding, so that a small file cannot make medtl allocate gigabytes).
 """
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch only where images are stacked into a tensor: decoding one stays numpy (medtl serve)
+    import torch
 
 from ..errors import DataError, MedtlWarning
 from .text import printable
@@ -47,7 +51,6 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def read_image_format(path: str | Path) -> tuple[np.ndarray, str]:
     """:func:`read_image` and the file's size and mode before any conversion, e.g. ``"1024x768 L"``."""
-    supported = ", ".join(sorted(IMAGE_EXTENSIONS))
     path = Path(path)
     name = printable(path)
     if path.is_symlink() and not path.exists():
@@ -55,21 +58,38 @@ def read_image_format(path: str | Path) -> tuple[np.ndarray, str]:
                         f"{printable(os.readlink(path))}); fix the link or remove it.")
     if not path.is_file():
         raise DataError(f"cannot read image {name}: no such file; fix the path or remove the entry.")
+    return decode_image(path, name, path.suffix.lower())
+
+
+class Upload(io.BytesIO):
+    """An in-memory file (``medtl serve``: uploads are never written to disk) that decoders' messages name by its
+    file name instead of an object address."""
+
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self.label = name
+
+    def __repr__(self) -> str:
+        return repr(self.label)
+
+
+def decode_image(source: Path | BinaryIO, name: str, suffix: str = "") -> tuple[np.ndarray, str]:
+    """:func:`read_image_format` of a file or an in-memory stream (``name`` and ``suffix`` for messages)."""
+    supported = ", ".join(sorted(IMAGE_EXTENSIONS))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS below says it clearly
-            im = Image.open(path)
+            im = Image.open(source)
         with im:
             _check_header(im, name)
             fmt = f"{im.width}x{im.height} {im.mode}"
             if _sixteen_bit_colour(im):
-                return _read_sixteen_bit_colour(path, im.format, name), f"{fmt};16"
+                return _read_sixteen_bit_colour(source, im.format, name), f"{fmt};16"
             im.load()
             return image_array(im, name), fmt
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 -- any decoder failure means the same to the user: a bad file
-        suffix = path.suffix.lower()
         if suffix not in IMAGE_EXTENSIONS:
             raise DataError(
                 f"cannot read image {name}: unsupported format {suffix or '(no extension)'!r}; medtl reads "
@@ -104,13 +124,17 @@ def _sixteen_bit_colour(im: Image.Image) -> bool:
     return im.mode in ("RGB", "RGBA", "LA") and isinstance(rawmode, str) and ";16" in rawmode
 
 
-def _read_sixteen_bit_colour(path: Path, fmt: str | None, name: str) -> np.ndarray:
+def _read_sixteen_bit_colour(path: Path | BinaryIO, fmt: str | None, name: str) -> np.ndarray:
     """A 16-bit RGB(A) or grey+alpha PNG or TIFF as float32 ``(H, W, 3 | 1)`` in [0, 1], alpha composited on
     black."""
+    stream = not isinstance(path, (str, os.PathLike))
+    if stream:
+        path.seek(0)
     if fmt == "PNG":
         import png
 
-        width, height, rows, info = png.Reader(filename=os.fspath(path)).asDirect()
+        reader = png.Reader(file=path) if stream else png.Reader(filename=os.fspath(path))
+        width, height, rows, info = reader.asDirect()
         a = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, info["planes"])
     elif fmt == "TIFF":
         import tifffile
@@ -198,6 +222,8 @@ def load_images(paths: Sequence[Path], size: int, skip_bad: bool = False
     DataError that names the first and counts the rest, so a user fixes them all in one go; with ``skip_bad`` they
     are left out instead (the tensor holds the readable images in order) and returned as ``{index: reason}``.
     """
+    import torch
+
     if not paths:
         raise DataError("no image files to load")
     check_memory(len(paths), size)
