@@ -6,7 +6,6 @@ Bad input is a 4xx JSON ``{"error": ...}``: 415 for a body that is not multipart
 limit, 422 for a file that is not a readable single 2D image (not an image, corrupt, multi-frame, too many pixels) or
 a form without a file. The body is read into memory up to the limit and parsed there: nothing is written to disk.
 """
-from __future__ import annotations
 
 import asyncio
 import logging
@@ -44,7 +43,7 @@ def require_fastapi():
                           'pip install "medtl[serve]".') from None
 
 
-def create_app(model: ServedModel, max_batch: int = 32, window_ms: float = 5.0, max_body_mb: float = 20.0):
+def create_app(model: "ServedModel", max_batch: int = 32, window_ms: float = 5.0, max_body_mb: float = 20.0):
     """The ASGI application serving ``model``."""
     require_fastapi()
     from fastapi import FastAPI, Request
