@@ -152,7 +152,8 @@ class ServedModel:
         out = {"probabilities": {c: float(p) for c, p in zip(classes, prob)}}
         if task == "binary":
             out["prediction"] = classes[int(prob[1] >= self.threshold)]
-            out["threshold"] = self.threshold
+            out["threshold"] = self.threshold  # on the probability of the positive class, classes[1]
+            out["positive_class"] = classes[1]
         elif task == "multilabel":
             out["prediction"] = [c for c, p in zip(classes, prob) if p >= 0.5]
         else:
