@@ -345,8 +345,11 @@ def _explain(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from .report import write_report
+    from .tracking import attach
 
-    print(write_report(args.directory))
+    page = write_report(args.directory)
+    attach(args.directory, [page])  # to the run's or grid's tracker run, if it has one
+    print(page)
 
 
 def _evaluate(args: argparse.Namespace) -> None:

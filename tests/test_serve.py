@@ -23,6 +23,7 @@ from PIL import Image
 
 from conftest import FAST, ROOT, wait_for
 from medtl.cli import main
+from medtl.errors import ConfigError
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -31,7 +32,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("python_multipart")
 
 
-def tiny_onnx(folder: Path) -> Path:
+def tiny_onnx(folder: Path, seed: int = 0) -> Path:
     """A medtl-format ONNX model without training: grey 32 px input, flatten, a random linear layer, softmax; every
     pixel counts, so any difference in preprocessing shows in the probabilities."""
     from onnx import TensorProto, helper, numpy_helper
@@ -39,7 +40,7 @@ def tiny_onnx(folder: Path) -> Path:
     from medtl.deploy.predict import SPEC_KEY
     from medtl.model import ModelSpec
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     weights = numpy_helper.from_array((rng.standard_normal((1024, 2)) * 0.05).astype(np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"]),
@@ -258,6 +259,30 @@ def test_a_run_without_export_is_refused_with_the_command(tmp_path, capsys):
     (tmp_path / "model.safetensors").write_bytes(b"")
     assert main(["serve", str(tmp_path)]) == 2
     assert f"medtl export {tmp_path}" in capsys.readouterr().err
+
+
+def test_an_ensemble_averages_its_members_exports_at_its_threshold(tmp_path, tiny):
+    from medtl.deploy.serve.model import load
+
+    runs = []
+    for seed in (1, 2):
+        run = tmp_path / f"run{seed}"
+        (run / "export").mkdir(parents=True)
+        (run / "model.safetensors").write_bytes(b"")
+        os.utime(run / "model.safetensors", (1, 1))  # older than the export, as after `medtl export`
+        tiny_onnx(run / "export", seed)
+        runs.append(run)
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "ensemble.json").write_text(json.dumps({"members": [str(r) for r in runs], "threshold": 0.3}))
+    image = np.random.default_rng(3).integers(0, 256, (28, 28, 1), np.uint8)
+    ensemble, members = load(tmp_path / "ens"), [load(r) for r in runs]
+    prob = ensemble(tuple(x[None] for x in ensemble.prepare(image)))[0]
+    alone = [m(tuple(x[None] for x in m.prepare(image)))[0] for m in members]
+    assert prob == pytest.approx(np.mean(alone, axis=0), abs=1e-7) and not np.allclose(alone[0], alone[1])
+    assert ensemble.decide(prob)["threshold"] == 0.3 and members[0].threshold == 0.4
+    os.utime(runs[0] / "model.safetensors")  # the run changed after its export
+    with pytest.raises(ConfigError, match="older than"):
+        load(tmp_path / "ens")
 
 
 @pytest.fixture(scope="module")
