@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from ..artifacts import write_json
 from ..errors import ConfigError, MedtlWarning
+from ..training.loop import Paused
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -109,8 +111,6 @@ class Tracking:
             tracking.logged_through[n] = restored_through if saved.get(n) == records[n] else 0
         tracking._each(start)
         if records != saved:
-            from ..artifacts import write_json
-
             write_json(directory / RECORD, records)
         return tracking
 
@@ -141,8 +141,6 @@ class Tracking:
 def status_of(error: BaseException) -> str:
     """The tracker status of a run that stopped with ``error``: KILLED when it can be resumed (Ctrl-C, SIGTERM, a
     scheduler's pause), FAILED otherwise."""
-    from ..training.loop import Paused
-
     return STATUS_KILLED if isinstance(error, (KeyboardInterrupt, Paused)) else STATUS_FAILED
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import ConfigError
+from .app import create_app, require_fastapi
+from .model import load
 
 
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 32,
           batch_window_ms: float = 5.0, max_body_mb: float = 20.0, threads: int | None = None) -> None:
     """Load ``model`` and answer requests until interrupted (Ctrl-C or SIGTERM)."""
-    from .app import create_app, require_fastapi
-    from .model import load
-
     if not 1 <= max_batch <= 4096:
         raise ConfigError(f"--max-batch must be between 1 and 4096, got {max_batch}.")
     if not 0 <= batch_window_ms <= 1000:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...data.images import Upload, decode_image
 from ...data.text import printable
-from ...errors import MedtlError
+from ...errors import ConfigError, MedtlError
 from .batcher import MicroBatcher
 from .model import ServedModel
 from .upload import MAX_PARTS, boundary_of, parse
@@ -32,8 +32,6 @@ class BadRequest(Exception):
 
 
 def require_fastapi():
-    from ...errors import ConfigError
-
     try:
         import fastapi  # noqa: F401
         import python_multipart  # noqa: F401
@@ -43,7 +41,7 @@ def require_fastapi():
                           'pip install "medtl[serve]".') from None
 
 
-def create_app(model: "ServedModel", max_batch: int = 32, window_ms: float = 5.0, max_body_mb: float = 20.0):
+def create_app(model: ServedModel, max_batch: int = 32, window_ms: float = 5.0, max_body_mb: float = 20.0):
     """The ASGI application serving ``model``."""
     require_fastapi()
     from fastapi import FastAPI, Request
