@@ -198,7 +198,9 @@ def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, repo
     try:
         result = _train(p, model, run, state, verbose, tracker.observe(report))
     except BaseException as e:
-        tracker.finished(run.metrics(), run_artifacts(run)) if getattr(e, "finished", False) else \
+        if getattr(e, "finished", False):  # stopped as the run finished: its results are complete
+            tracker.finished(run.metrics(), run_artifacts(run))
+        else:
             tracker.close(status_of(e))
         if isinstance(e, KeyboardInterrupt):
             e.run = run.path if run.resumable else None  # what the command line offers to --resume
