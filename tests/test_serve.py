@@ -82,12 +82,19 @@ def free_port() -> int:
 
 
 class Server:
-    """``medtl serve`` in another process whose ``import torch`` fails, with a TMPDIR of its own to check."""
+    """``medtl serve`` in another process whose ``import torch`` fails and whose ``tempfile`` refuses to make files,
+    with a TMPDIR of its own to check."""
 
     def __init__(self, model: Path, tmp: Path, *args: str):
         blocker = tmp / "no_torch"
         blocker.mkdir(parents=True, exist_ok=True)
         (blocker / "torch.py").write_text("raise ImportError('medtl serve imported torch')\n")
+        # and no temporary file (Starlette's form parser spools uploads to one, unnamed, above 1 MB)
+        (blocker / "sitecustomize.py").write_text(
+            "import tempfile\n"
+            "def _refuse(*args, **kwargs):\n    raise OSError('medtl serve made a temporary file')\n"
+            "for _name in ('TemporaryFile', 'NamedTemporaryFile', 'SpooledTemporaryFile', 'mkstemp', 'mkdtemp'):\n"
+            "    setattr(tempfile, _name, _refuse)\n")
         self.tmpdir = tmp / "server_tmp"
         self.tmpdir.mkdir(exist_ok=True)
         self.port = free_port()
