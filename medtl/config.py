@@ -47,7 +47,7 @@ def option(default: Any = None, help: str = "", *, choices: tuple = (), low: flo
     """
     meta = dict(help=help, choices=choices, low=low, high=high, low_open=low_open, high_open=high_open,
                 run_only=run_only, persist=persist, grid=grid, resume=resume or run_only, omit_default=omit_default,
-                default=default if factory is None else None)
+                default=default if factory is None else factory())
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)

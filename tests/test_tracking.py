@@ -136,3 +136,15 @@ def test_final_metrics_names_are_valid_and_do_not_shadow_the_series():
                            "test_per_class": {"normal, benign": {"f1": 0.5}}, "seed": 0, "ok": True})
     assert names == {"test_auroc": 0.9, "best_val_auroc": 0.8, "test_auroc_ci_low": 0.8, "test_auroc_ci_high": 0.95,
                      "test_per_class.normal_ benign.f1": 0.5, "seed": 0.0}
+
+
+def test_track_flags_repeat_or_take_commas_and_are_saved_only_when_set(capsys):
+    from medtl.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--track", "mlflow", "--track", "tensorboard,mlflow"])
+    assert args.track == ["mlflow", "tensorboard", "mlflow"]  # a tracker named twice is opened once
+    assert "track" not in TrainConfig().to_yaml()  # runs without tracking keep their config.yaml
+    assert "track:\n- mlflow\n" in TrainConfig(track=["mlflow"]).to_yaml()  # a resumed run keeps tracking
+    assert TrainConfig(track=["mlflow"]).fingerprint() == TrainConfig().fingerprint()  # not part of a run's identity
+    assert main(["compare", "--track-parent", "abc", "--strategies", "truncated"]) == 2  # the grid sets it itself
+    assert "the grid nests its runs under a parent run of its own" in capsys.readouterr().err
