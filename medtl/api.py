@@ -21,6 +21,7 @@ from .model import build_classifier
 from .report import report_after
 from .resolve import load_data
 from .rundir import RunDir, data_fingerprint, make_dir
+from .tracking import attach
 from .training import distributed
 from .artifacts import write_csv, write_json
 
@@ -48,7 +49,7 @@ def resume(run: str | Path, *, verbose: bool = True, **options) -> RunResult:
 def reported(result: RunResult) -> RunResult:
     """``report.html`` beside the run's artefacts, unless the run says ``report: false``."""
     if result.config.report and distributed.rank() == 0:
-        report_after(result.run_dir)
+        attach(result.run_dir, [report_after(result.run_dir)])  # to the run's tracker runs, if it has any
     return result
 
 

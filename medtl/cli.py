@@ -23,7 +23,8 @@ from .errors import ConfigError, MedtlError, MedtlWarning
 # What a grid uses instead of the train options it sets itself.
 GRID_INSTEAD = {"strategy": "--strategies", "cut": "--cuts", "seed": "--seeds", "resplit": "--resplits",
                 "freeze_to": "--cuts (the cut axis sets it)", "slim_from": "--cuts (the cut axis sets it)",
-                "name": "nothing (grid runs are named by their configuration)"}
+                "name": "nothing (grid runs are named by their configuration)",
+                "track_parent": "nothing (the grid nests its runs under a parent run of its own)"}
 
 
 # the TrainConfig options that `medtl data check` takes
@@ -87,6 +88,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, grid: bool = False, skip:
                         "help": argparse.SUPPRESS if grid and not f.metadata["grid"] else shown}
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif "list[str]" in str(hint):  # repeatable and comma-separated: --track mlflow --track tensorboard
+            parser.add_argument(flag, action="extend", type=lambda text: text.split(","), metavar="NAME", **kwargs)
         elif "list" in str(hint):
             parser.add_argument(flag, type=_parse_floats, metavar="A,B,..", **kwargs)
         else:
@@ -156,6 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run", type=Path, help="run directory")
     ex.add_argument("--format", default="onnx", choices=("onnx",))
     ex.add_argument("--out", type=Path, help="output folder (default: RUN/export)")
+
+    sv = sub.add_parser("serve", help="an HTTP service for a model: POST /predict, GET /health, /metadata and a page "
+                        "to drop images on (onnxruntime, no torch; pip install 'medtl[serve]')")
+    sv.add_argument("model", type=Path, help="run directory (served from its export/model.onnx: run `medtl export RUN` "
+                    "first), ensemble directory, or an exported .onnx file")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--max-batch", type=int, default=32, help="most images scored in one model call (default 32)")
+    sv.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a request waits for others to "
+                    "share its model call (default 5 ms)")
+    sv.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body accepted, in MiB "
+                    "(default 20)")
+    sv.add_argument("--threads", type=int, help="onnxruntime threads per model call (default: one per core)")
 
     cuts = sub.add_parser("cuts", help="list a backbone's cut points with shapes, parameters and MACs")
     cuts.add_argument("--backbone", required=True)
@@ -331,6 +347,7 @@ def _compare(args: argparse.Namespace) -> None:
     from .compare import compare
     from .strategies import STRATEGIES
     from .report import report_after
+    from .tracking import attach
 
     cfg, out = _grid_config(args, "compare", "runs/compare", allowed_cut=True)
     strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else list(STRATEGIES)
@@ -340,12 +357,14 @@ def _compare(args: argparse.Namespace) -> None:
                      executor=_executor(args, out))
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)
+        attach(out, [page])  # to the grid's parent tracker run, if it has one
     print("\n".join(str(f) for f in result.files))
 
 
 def _search(args: argparse.Namespace) -> None:
     from .report import report_after
     from .search import search
+    from .tracking import attach
 
     cfg, out = _grid_config(args, "search", "runs/search", allowed_cut=True)
     from .compare.halving import Halving
@@ -359,6 +378,7 @@ def _search(args: argparse.Namespace) -> None:
     print(result.table())
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)
+        attach(out, [page])  # to the grid's parent tracker run, if it has one
     print("\n".join(str(f) for f in result.files))
 
 
@@ -379,8 +399,11 @@ def _explain(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from .report import write_report
+    from .tracking import attach
 
-    print(write_report(args.directory))
+    page = write_report(args.directory)
+    attach(args.directory, [page])  # to the run's or grid's tracker run, if it has one
+    print(page)
 
 
 def _use_threads(args: argparse.Namespace) -> None:
@@ -439,6 +462,13 @@ def _export(args: argparse.Namespace) -> None:
     from .deploy.export import export
 
     print(export(args.run, args.out, args.format).path)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from .deploy.serve import serve  # imports no torch
+
+    serve(args.model, host=args.host, port=args.port, max_batch=args.max_batch,
+          batch_window_ms=args.batch_window_ms, max_body_mb=args.max_body_mb, threads=args.threads)
 
 
 def _cuts(args: argparse.Namespace) -> None:
@@ -533,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
     handlers = {"train": _train, "compare": _compare, "search": _search, "analyze": _analyze, "explain": _explain,
                 "report": _report, "evaluate": _evaluate, "cuts": _cuts, "backbones": _list, "strategies": _list,
-                "data": _data, "predict": _predict, "export": _export, "ensemble": _ensemble}
+                "data": _data, "predict": _predict, "export": _export, "ensemble": _ensemble, "serve": _serve}
     logger = logging.getLogger("medtl")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)

@@ -28,6 +28,7 @@ MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_CONFIG_BYTES = 1 << 20
 DEFAULT_IMAGE_SIZE = 64  # 2D images, and volume files (resized to this cube when read); see medtl.resolve.image_size_for
 VOLUME_MODES = ("acs", "i3d", "2.5d")  # 2D-to-3D conversions (medtl.backbones.volume); here: --help stays light
+TRACKERS = ("mlflow", "tensorboard")  # medtl.tracking's registry (a test keeps them equal); here: --help stays light
 
 
 def option(default: Any = None, help: str = "", *, choices: tuple = (), low: float | None = None,
@@ -48,7 +49,7 @@ def option(default: Any = None, help: str = "", *, choices: tuple = (), low: flo
     """
     meta = dict(help=help, choices=choices, low=low, high=high, low_open=low_open, high_open=high_open,
                 run_only=run_only, persist=persist, grid=grid, resume=resume or run_only, omit_default=omit_default,
-                default=default if factory is None else None)
+                default=default if factory is None else factory())
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -183,6 +184,16 @@ class TrainConfig:
     checkpoint_every: float = option(60.0, "seconds between checkpoints (one is also written at the end and when "
                                      "interrupted with Ctrl-C or SIGTERM); 0: after every epoch", low=0.0,
                                      run_only=True)
+    track: list[str] = option(help="experiment trackers that receive the run as it trains, repeatable or "
+                              "comma-separated: mlflow (params, per-epoch and final metrics, tags, artefacts), "
+                              "tensorboard (scalars under RUN/tb); pip install \"medtl[track]\"", factory=list,
+                              choices=TRACKERS, run_only=True, omit_default=True)
+    track_uri: str | None = option(None, "mlflow: tracking URI, a server (http://HOST:PORT) or sqlite:///FILE "
+                                   "(default: sqlite:///OUT/mlflow.db beside the runs)", run_only=True,
+                                   omit_default=True)
+    track_parent: str | None = option(None, "mlflow: id of a run to nest this run under (compare and search nest "
+                                      "their runs under a parent run of the grid themselves)", run_only=True,
+                                      grid=False, omit_default=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -303,8 +314,9 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     """``value`` within the choices and range of field ``name`` (lists are checked item by item)."""
     if value is None:
         return
-    if meta["choices"] and value not in meta["choices"]:
-        raise unknown(name, value, list(meta["choices"]))
+    for v in value if isinstance(value, list) and meta["choices"] else [value]:
+        if meta["choices"] and v not in meta["choices"]:
+            raise unknown(name, v, list(meta["choices"]))
     for v in value if isinstance(value, list) else [value]:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue

@@ -47,6 +47,8 @@ from .strategies import Strategy
 from .training import Trainer, distributed, seed_everything
 from .training.budget import measure_epoch
 from .training.recipe import resolve as resolve_recipe
+from .tracking import check as check_trackers, status_of
+from .tracking.run import open_tracking, run_artifacts
 
 log = logging.getLogger("medtl")
 
@@ -83,6 +85,7 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     generator = seed_everything(cfg.seed)
     device = distributed.setup(resolve_device(cfg.device))  # under torchrun: this process's device
     strategy = make_strategy(cfg)
+    check_trackers(cfg)
     data = load_data(cfg)
     if cfg.image_size is None:  # the default for the data: config.yaml records it
         cfg = replace(cfg, image_size=image_size_for(cfg, data))
@@ -208,11 +211,19 @@ def _changed_options(checkpointed: dict, cfg: TrainConfig) -> list[str]:
 
 
 def _fit(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, report=None) -> RunResult:
+    tracker = open_tracking(p.cfg, run, state)  # --track: an observer of the epochs and the result
     try:
-        return _train(p, model, run, state, verbose, report)
-    except KeyboardInterrupt as e:
-        e.run = run.path if run.resumable else None  # what the command line offers to --resume
+        result = _train(p, model, run, state, verbose, tracker.observe(report))
+    except BaseException as e:
+        if getattr(e, "finished", False):  # stopped as the run finished: its results are complete
+            tracker.finished(run.metrics(), run_artifacts(run))
+        else:
+            tracker.close(status_of(e))
+        if isinstance(e, KeyboardInterrupt):
+            e.run = run.path if run.resumable else None  # what the command line offers to --resume
         raise
+    tracker.finished(result.metrics, run_artifacts(run))
+    return result
 
 
 def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, report=None) -> RunResult:

@@ -28,6 +28,8 @@ EXTRAS = {  # import name -> the extra of pyproject.toml that installs it
     "matplotlib": "plot", "jinja2": "plot",
     "onnx": "export", "onnxscript": "export", "onnxruntime": "export",
     "ray": "ray",
+    "mlflow": "track", "sqlalchemy": "track", "alembic": "track", "tensorboardX": "track",
+    "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
     "nibabel": "3d", "pydicom": "dicom",  # the 3d extra installs pydicom too, for DICOM series
 }
 

@@ -27,6 +27,7 @@ from .compare import (
     run_grid,
     summarise,
 )
+from .tracking import close_grid, open_grid
 from .compare.halving import Halving, history, score, successive_halving
 from .config import TrainConfig
 from .errors import ConfigError
@@ -107,6 +108,7 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
         raise ConfigError("--scheduler asha searches every cut at once; drop --cut auto and --next-block.")
     base = replace(base, strategy="truncated", cut=None).validate()
     out = make_dir(out)
+    base = open_grid(base, out, "search")  # --track: a parent run with the grid's runs nested
     cuts = [(c.name, c.level) for c in backbone_cuts(create_backbone(base.backbone, None)[0])]
     executor = executor or LocalExecutor(workers)
     if scheduler == "asha":
@@ -188,6 +190,7 @@ def _write(out: Path, rows: list[dict], select: str, block_pick: str | None, pic
     write_csv(out / SearchDir.CSV, rows)
     write_json(out / SearchDir.JSON, {"select": f"val_{select}", "seeds": seeds, "block_pick": block_pick,
                                      "pick": pick, "cost": cost, "out": str(out), "config": base.to_dict(), **extra})
+    close_grid(base, out, [out / SearchDir.CSV, out / SearchDir.JSON])
     return SearchResult(rows, select, block_pick, pick, cost, [out / SearchDir.CSV, out / SearchDir.JSON])
 
 

@@ -10,6 +10,7 @@ from ..analysis.autocut import estimate_for
 from ..artifacts import atomic_write, write_csv, write_json
 from ..config import TrainConfig
 from ..rundir import GridDir, make_dir
+from ..tracking import close_grid, open_grid
 from .grid import GridRun, build_grid, cut_points
 from .plots import plot_boxes, plot_cuts
 from .runner import Executor, LocalExecutor, fit_run, record, run_grid
@@ -45,6 +46,7 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
     executor = executor or LocalExecutor(workers)
     if base.threads is None and executor.threads:  # share the cores instead of every run taking all of them
         base = replace(base, threads=executor.threads)
+    base = open_grid(base, out, "compare")  # --track: a parent run with the grid's runs nested
     runs = build_grid(base.validate(), strategies, cuts, list(seeds), resplits, out)
     log.info("compare: %s", out)
     records = run_grid(runs, executor, verbose)
@@ -54,6 +56,7 @@ def compare(base: TrainConfig, strategies: list[str], *, cuts: str | list[str] =
     if plots:
         order = [c for c, _ in cut_points(base.backbone, "all")]
         files += [plot_cuts(rows, order, out / "cuts.png"), plot_boxes(table, records, out / "boxes.png")]
+    close_grid(base, out, files)
     log.info(markdown(table, "method", select))
     return CompareResult(rows, table, records, files)
 

@@ -11,9 +11,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch only where images are stacked into a tensor: decoding one stays numpy (medtl serve)
+    import torch
 
 from ..errors import DataError, MedtlWarning
 from .readers import MAX_PIXELS, Reading, file_suffixes
@@ -67,6 +71,8 @@ def load_images(paths: Sequence[Path], size: int, skip_bad: bool = False, readin
     DataError that names the first and counts the rest, so a user fixes them all in one go; with ``skip_bad`` they
     are left out instead (the tensor holds the readable images in order) and returned as ``{index: reason}``.
     """
+    import torch
+
     if not paths:
         raise DataError("no image files to load")
     check_memory(len(paths), size)
