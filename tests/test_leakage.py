@@ -96,7 +96,9 @@ def test_data_check_command_writes_json_and_pairs_and_sets_the_exit_status(plant
     assert "validation: 2 images drawn stratified from train, seed 0; not grouped by patient" in capsys.readouterr().out
     assert main(["data", "check", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv: no such file" in capsys.readouterr().err
-    assert main(["data", "check", str(clean), "--threshold", "2"]) == 2
+    with pytest.raises(SystemExit) as refused:  # a flag out of its range: the parser exits with status 2
+        main(["data", "check", str(clean), "--threshold", "2"])
+    assert refused.value.code == 2 and "--threshold" in capsys.readouterr().err
 
 
 @pytest.mark.slow
