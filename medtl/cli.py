@@ -81,7 +81,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, grid: bool = False, skip:
         if f.name in skip or only is not None and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        # a field without a default has a default_factory; mypy does not narrow it from MISSING
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
         hint = hints[f.name]
         shown = f"{f.metadata['help']} (default: {default})"
         kwargs: dict = {"default": argparse.SUPPRESS,

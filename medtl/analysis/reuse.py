@@ -145,7 +145,7 @@ def reuse(run: str | Path, *, images: int = 128, split: str = "test", weights: s
         cap = math.ceil(max_points * len(batch) / len(x))
         pairs = zip(walk_cuts(reference, cuts, batch), walk_cuts(model.trunk, cuts, batch))
         for i, ((_, pre), (_, fine)) in enumerate(pairs):
-            shapes[i] = tuple(fine.shape[1:])  # type: ignore[assignment]
+            shapes[i] = tuple(fine.shape[1:])
             p, f = as_points(pre, fine, cap, seed=seed + b)
             moments[i].add(p, f)
             baselines[i].add(p, torch.randn(f.shape, generator=noise, dtype=f.dtype))

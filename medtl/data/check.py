@@ -154,7 +154,9 @@ def check_data(data: ImageDataset, threshold: float = NEAR_THRESHOLD) -> Leakage
     """Check ``data`` for leakage between its splits and for odd images (see the module docstring)."""
     start = time.perf_counter()
     present = [s for s in SPLITS if len(data.split(s))]
-    images = [ImageRef(s, i, data.split(s).ids[i]) for s in present for i in range(len(data.split(s)))]  # type: ignore
+    # ImageDataset gives every split ids (``name[i]`` when the source has none), so ids is never None here
+    images = [ImageRef(s, i, data.split(s).ids[i])  # type: ignore[index]
+              for s in present for i in range(len(data.split(s)))]
     counts = {s: data.class_counts(s) if len(data.split(s)) else [0] * data.num_classes for s in SPLITS}
     report = LeakageReport(data.name, threshold, list(data.classes), counts,
                            str(data.source.get("split_note", "")))

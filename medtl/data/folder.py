@@ -129,6 +129,7 @@ def _split_layout(root: Path) -> list[tuple[str, Path]]:
     if "train" not in named.values():
         raise DataError(f"{where} has split folders ({', '.join(printable(d.name) for d in split_dirs)}) but no "
                         "train/ (or training/) folder; the train split is required.")
+    # split_dirs holds only the folders with a split name; mypy cannot narrow named[d] to str
     return [(named[d], d) for d in split_dirs]  # type: ignore[misc]
 
 
@@ -221,6 +222,7 @@ def _manifest_classes(path: Path, labels: list[str], lines: list[int]) -> tuple[
             f"{printable(path)}: the labels mix numbers and names (line {lines[i]}: {labels[i]!r}, line {lines[j]}: "
             f"{labels[j]!r}); use class names throughout or class indices throughout."
         )
+    # below, no n is None: a mix of numbers and names was refused above (mypy cannot follow that any/all)
     for label, n, line in zip(labels, numbers, lines):
         if not n.is_integer():  # type: ignore[union-attr]
             raise DataError(f"{printable(path)}, line {line}: label {label!r} is not a whole number; numeric labels "
