@@ -22,6 +22,7 @@ from .errors import ConfigError, MedtlError, MedtlWarning
 # What a grid uses instead of the train options it sets itself.
 GRID_INSTEAD = {"strategy": "--strategies", "cut": "--cuts", "seed": "--seeds", "resplit": "--resplits",
                 "freeze_to": "--cuts (the cut axis sets it)", "slim_from": "--cuts (the cut axis sets it)",
+                "tune": "--cuts (the cut axis sets it)",
                 "name": "nothing (grid runs are named by their configuration)"}
 
 

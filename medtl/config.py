@@ -94,6 +94,10 @@ class TrainConfig:
                                 low=1, high=64)
     probe_epochs: int | None = option(None, "lp-ft: epochs of linear probing before everything is fine-tuned "
                                       "(default 5)", low=1)
+    tune: str | None = option(None, "surgical: the group of blocks fine-tuned (a stage such as blocks.1 or layer2, one "
+                              "block such as blocks.1.0, or stem)", grid=False, omit_default=True)
+    lora_rank: int | None = option(None, "lora: rank of the low-rank update of each convolution (default 8)", low=1,
+                                   high=1024, omit_default=True)
     head: str = option("avg", "avg (global average pooling + linear) or flatten (flatten + linear)",
                        choices=("avg", "flatten"))
     ordinal_head: bool = option(False, "the classes are ordered grades (class order = label order; at least 3): a "

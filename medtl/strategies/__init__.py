@@ -1,6 +1,7 @@
-"""Transfer strategies of the paper (and two beyond it), each a configuration of :class:`Strategy`.
+"""Transfer strategies of the paper and the methods that came after it, each a configuration of :class:`Strategy`.
 
-A new strategy is a factory function here (or in its own small module) plus a registry entry.
+A new strategy is a factory function here (or in its own small module) plus a registry entry; a parameter-efficient
+method also registers its :class:`Adapter` in :data:`ADAPTERS`.
 """
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import ConfigError, unknown
-from .base import Strategy
+from .autorgn import auto_rgn
+from .base import ADAPTERS, Adapter, Strategy
+from .bitfit import BitFit, bitfit
+from .lora import LoRA, lora
+from .ssf import SSF, ssf
+from .surgical import surgical
 from .transfusion import transfusion
 
 
@@ -88,7 +94,14 @@ STRATEGIES: dict[str, StrategyEntry] = {  # in the order of the paper's table
     "scratch": StrategyEntry(scratch, "scratch"),
     "llrd": StrategyEntry(llrd, "LLRD"),
     "lp-ft": StrategyEntry(lp_ft, "LP-FT"),
+    # beyond the paper: layer-selective and parameter-efficient methods (docs/guide/beyond-the-paper.md)
+    "surgical": StrategyEntry(surgical, "surgical", cut_option="tune"),
+    "auto-rgn": StrategyEntry(auto_rgn, "Auto-RGN"),
+    "bitfit": StrategyEntry(bitfit, "BitFit", cut_option="cut"),
+    "ssf": StrategyEntry(ssf, "SSF", cut_option="cut"),
+    "lora": StrategyEntry(lora, "LoRA", cut_option="cut"),
 }
+ADAPTERS.update({"bitfit": BitFit(), "ssf": SSF(), "lora": LoRA()})
 
 
 def strategy_options() -> set[str]:
@@ -109,5 +122,6 @@ def get_strategy(name: str, **params) -> Strategy:
     return entry.factory(**given)
 
 
-__all__ = ["STRATEGIES", "Strategy", "StrategyEntry", "get_strategy", "full", "linear", "llrd", "lp_ft", "lwft",
-           "scratch", "strategy_options", "transfusion", "truncated"]
+__all__ = ["ADAPTERS", "Adapter", "STRATEGIES", "Strategy", "StrategyEntry", "auto_rgn", "bitfit", "get_strategy",
+           "full", "linear", "llrd", "lora", "lp_ft", "lwft", "scratch", "ssf", "strategy_options", "surgical",
+           "transfusion", "truncated"]

@@ -319,6 +319,7 @@ class Trainer:
         plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
         optimizer = make_optimizer(strategy.param_groups(model, cfg.lr), cfg)
         steps = num_batches(len(data.train), cfg.batch_size)
+        strategy.attach_optimizer(optimizer, steps)
         net = distributed.wrap(model, device, cfg.sync_bn)  # DistributedDataParallel under torchrun
         return Session(
             model=model, net=torch.compile(net) if cfg.compile else net, strategy=strategy, data=data,
