@@ -10,6 +10,7 @@ from torch import nn
 from conftest import FAST, tiny_npz
 from medtl.errors import ConfigError
 from medtl.evaluation import count_parameters, task_bytes
+from medtl.model import tapped
 from medtl.strategies import STRATEGIES, get_strategy
 from medtl.strategies.base import NORMS
 
@@ -46,7 +47,8 @@ HEAD = {"head.fc.weight", "head.fc.bias"}
 
 def test_the_new_strategies_are_registered_with_their_reference():
     references = {"surgical": "Lee et al., ICLR 2023", "auto-rgn": "Lee et al., ICLR 2023",
-                  "bitfit": "Ben Zaken et al.", "ssf": "Lian et al., NeurIPS 2022", "lora": "Hu et al., ICLR 2022"}
+                  "bitfit": "Ben Zaken et al.", "ssf": "Lian et al., NeurIPS 2022", "lora": "Hu et al., ICLR 2022",
+                  "head2toe": "Evci et al., ICML 2022"}
     for name, reference in references.items():
         assert reference in STRATEGIES[name].summary and STRATEGIES[name].label
 
@@ -200,3 +202,33 @@ def test_a_lora_run_saves_the_merged_model_and_reports_its_bytes(tmp_path):
     assert not any("lora" in k for k in loaded.state_dict())
     with torch.no_grad():
         assert torch.allclose(loaded(X), result.model.eval()(X), atol=1e-5)
+
+
+def test_head2toe_trains_a_masked_linear_head_on_every_unit_of_the_frozen_trunk():
+    strategy, model = _build("head2toe", cut="blocks.3", probe_epochs=2, group_lasso=0.1, keep_features=0.25)
+    assert _trainable(model) == HEAD == _grouped(strategy, model)
+    assert model.spec.taps == model.spec.units
+    total = model.head.fc.in_features
+    assert total == sum(f.shape[1] for f in tapped(model.trunk.eval(), torch.zeros(1, 3, 32, 32), model.spec.units))
+    assert strategy.train_mode(model, 1) == 0  # every unit's output is read: nothing to cache
+    penalty = strategy.penalty(model, 1)
+    assert penalty > 0 and strategy.penalty(model, 3) == 0.0
+    before = _step(strategy, model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if k.startswith("trunk."))
+    strategy.train_mode(model, 3)  # the first epoch after the group lasso: the strongest quarter is kept
+    mask = model.head.mask
+    assert int(mask.sum()) == -(-total // 4)
+    norms = model.head.fc.weight.norm(dim=0)
+    assert norms[mask.bool()].min() >= norms[~mask.bool()].max()
+
+
+def test_head2toe_model_reloads_with_its_selection(tmp_path):
+    from medtl.artifacts import load_model, save_model
+
+    strategy, model = _build("head2toe", cut="blocks.2", probe_epochs=1, keep_features=0.5)
+    strategy.train_mode(model, 2)
+    save_model(model.eval(), tmp_path)
+    loaded = load_model(tmp_path)
+    assert torch.equal(loaded.head.mask, model.head.mask) and loaded.head.mask.sum() < loaded.head.mask.numel()
+    with torch.no_grad():
+        assert torch.allclose(loaded(X), model(X), atol=1e-6)

@@ -13,6 +13,7 @@ from ..errors import ConfigError, unknown
 from .autorgn import auto_rgn
 from .base import ADAPTERS, Adapter, Strategy
 from .bitfit import BitFit, bitfit
+from .head2toe import head2toe
 from .lora import LoRA, lora
 from .ssf import SSF, ssf
 from .surgical import surgical
@@ -100,6 +101,7 @@ STRATEGIES: dict[str, StrategyEntry] = {  # in the order of the paper's table
     "bitfit": StrategyEntry(bitfit, "BitFit", cut_option="cut"),
     "ssf": StrategyEntry(ssf, "SSF", cut_option="cut"),
     "lora": StrategyEntry(lora, "LoRA", cut_option="cut"),
+    "head2toe": StrategyEntry(head2toe, "Head2Toe", cut_option="cut"),
 }
 ADAPTERS.update({"bitfit": BitFit(), "ssf": SSF(), "lora": LoRA()})
 
@@ -123,5 +125,5 @@ def get_strategy(name: str, **params) -> Strategy:
 
 
 __all__ = ["ADAPTERS", "Adapter", "STRATEGIES", "Strategy", "StrategyEntry", "auto_rgn", "bitfit", "get_strategy",
-           "full", "linear", "llrd", "lora", "lp_ft", "lwft", "scratch", "ssf", "strategy_options", "surgical",
+           "full", "head2toe", "linear", "llrd", "lora", "lp_ft", "lwft", "scratch", "ssf", "strategy_options", "surgical",
            "transfusion", "truncated"]

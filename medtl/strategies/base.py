@@ -66,6 +66,9 @@ class Strategy:
             parameters are frozen (Lee et al. 2023).
         adapter: a parameter-efficient method of :data:`ADAPTERS` (``bitfit``, ``ssf``, ``lora``).
         lora_rank: rank of LoRA's low-rank update of each convolution kernel.
+        taps: Head2Toe: the frozen trunk's every unit feeds a linear head through global average pooling; during the
+            first ``probe_epochs`` epochs a group-lasso penalty ``group_lasso`` sums the norms of each feature's
+            weights, then only the ``keep_features`` fraction of features with the largest norms is kept.
     """
 
     name: str
@@ -81,6 +84,9 @@ class Strategy:
     rgn: bool = False
     adapter: str | None = None
     lora_rank: int = 8
+    taps: bool = False
+    group_lasso: float = 0.0
+    keep_features: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,7 +102,8 @@ class Strategy:
         source = weights if isinstance(weights, SourceRun) and self.pretrained else None
         model = build_classifier(backbone, num_classes, cut=self.cut,
                                  weights=weights if self.pretrained and source is None else None,
-                                 slim_from=self.slim_from, shrink=self.shrink, **kwargs)
+                                 slim_from=self.slim_from, shrink=self.shrink, taps="all" if self.taps else None,
+                                 **kwargs)
         if source is not None:
             source.load_into(model, self.slim_from or model.spec.cut)
         if self.adapter is not None:
@@ -142,7 +149,19 @@ class Strategy:
             for m in model.trunk.modules():
                 if isinstance(m, NORMS):
                     m.requires_grad_(False)
-        return _frozen_prefix(model)
+        if self.taps and epoch == self.probe_epochs + 1 and self.keep_features < 1:
+            from .head2toe import select_features
+
+            select_features(model.head, self.keep_features)
+        return 0 if model.spec.taps else _frozen_prefix(model)
+
+    def penalty(self, model: Classifier, epoch: int) -> torch.Tensor | float:
+        """A term added to the training loss in ``epoch`` (Head2Toe's group lasso before the selection). Default: 0."""
+        if self.group_lasso and epoch <= self.probe_epochs:
+            from .head2toe import group_lasso
+
+            return self.group_lasso * group_lasso(model.head)
+        return 0.0
 
     def param_groups(self, model: Classifier, lr: float) -> list[dict]:
         """Optimizer parameter groups with explicit per-group learning rates (so they take effect with any
