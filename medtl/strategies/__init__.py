@@ -5,6 +5,7 @@ method also registers its :class:`Adapter` in :data:`ADAPTERS`.
 """
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from dataclasses import dataclass
 from typing import Callable
@@ -73,6 +74,12 @@ class StrategyEntry:
     factory: Callable[..., Strategy]
     label: str
     cut_option: str | None = None
+    requires: str | None = None  # the optional module it needs (peft for lora), installed with medtl[extra]
+
+    @property
+    def available(self) -> bool:
+        """Whether the optional module it needs is installed."""
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
 
     @property
     def params(self) -> list[str]:
@@ -100,7 +107,7 @@ STRATEGIES: dict[str, StrategyEntry] = {  # in the order of the paper's table
     "auto-rgn": StrategyEntry(auto_rgn, "Auto-RGN"),
     "bitfit": StrategyEntry(bitfit, "BitFit", cut_option="cut"),
     "ssf": StrategyEntry(ssf, "SSF", cut_option="cut"),
-    "lora": StrategyEntry(lora, "LoRA", cut_option="cut"),
+    "lora": StrategyEntry(lora, "LoRA", cut_option="cut", requires="peft"),
     "head2toe": StrategyEntry(head2toe, "Head2Toe", cut_option="cut"),
 }
 ADAPTERS.update({"bitfit": BitFit(), "ssf": SSF(), "lora": LoRA()})
