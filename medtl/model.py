@@ -84,6 +84,20 @@ class TapHead(nn.Module):
         x = torch.cat([torch.flatten(self.pool(f), 1) for f in features], dim=1)
         return self.fc(self.norm(x) * self.mask)
 
+    def group_lasso(self) -> torch.Tensor:
+        """Sum over the features of the L2 norm of each feature's weights (one group per input of the linear layer)."""
+        return self.fc.weight.norm(dim=0).sum()
+
+    @torch.no_grad()
+    def select(self, keep: float) -> None:
+        """Keep the ``keep`` fraction of features with the largest weight norms (once: an existing selection stays)."""
+        if not bool(self.mask.all()):
+            return
+        norms = self.fc.weight.norm(dim=0)
+        chosen = norms.topk(max(1, math.ceil(keep * norms.numel()))).indices
+        self.mask.zero_()
+        self.mask[chosen] = 1.0
+
 
 @dataclass
 class ModelSpec:

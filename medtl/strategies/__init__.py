@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import ConfigError, unknown
-from .autorgn import auto_rgn
 from .base import ADAPTERS, Adapter, Strategy
 from .bitfit import BitFit, bitfit
 from .head2toe import head2toe
@@ -64,6 +63,14 @@ def lp_ft(cut: str | None = None, probe_epochs: int = 5) -> Strategy:
     if probe_epochs < 1:
         raise ConfigError(f"lp-ft needs --probe-epochs of at least 1, got {probe_epochs}.")
     return Strategy("lp-ft", cut=cut, probe_epochs=probe_epochs)
+
+
+def auto_rgn(cut: str | None = None) -> Strategy:
+    """Auto-RGN (Lee et al., ICLR 2023): every weight tensor trains at lr x its relative gradient norm ||g||/||w||,
+    normalised by the largest, re-measured on the first 5 batches of each epoch; normalisation parameters frozen.
+
+    The rates are set by :class:`medtl.strategies.autorgn.RelativeGradientNorm`."""
+    return Strategy("auto-rgn", cut=cut, rgn=True)
 
 
 @dataclass(frozen=True)

@@ -5,20 +5,13 @@ move most, with no choice of blocks.
 As in the paper's code, RGN is averaged over the first batches (:data:`BATCHES`) of each epoch and normalisation
 layers' parameters are left out. Here those batches are the epoch's own first training steps (no extra passes): the
 running mean of their RGN sets the rates from the first step on, and the rates stay fixed for the rest of the epoch.
-The scaling is applied around each optimiser step, so any schedule (cosine, plateau) still sets the base rate."""
+The scaling is applied around each optimiser step, so any schedule (cosine, plateau) still sets the base rate.
+The strategy itself is :func:`medtl.strategies.auto_rgn` (``Strategy.rgn``)."""
 from __future__ import annotations
 
 import torch
 
-from .base import Strategy
-
 BATCHES = 5  # batches per epoch whose RGN is averaged (the paper's code: the first 5)
-
-
-def auto_rgn(cut: str | None = None) -> Strategy:
-    """Auto-RGN (Lee et al., ICLR 2023): every weight tensor trains at lr x its relative gradient norm ||g||/||w||,
-    normalised by the largest, re-measured on the first 5 batches of each epoch; normalisation parameters frozen."""
-    return Strategy("auto-rgn", cut=cut, rgn=True)
 
 
 class RelativeGradientNorm:

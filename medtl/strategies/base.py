@@ -18,6 +18,7 @@ from ..backbones import backbone_cuts, find_cut, get_spec
 from ..errors import ConfigError
 from ..model import Classifier, build_classifier
 from ..source import SourceRun
+from .autorgn import RelativeGradientNorm
 
 
 class Adapter:
@@ -150,17 +151,13 @@ class Strategy:
                 if isinstance(m, NORMS):
                     m.requires_grad_(False)
         if self.taps and epoch == self.probe_epochs + 1 and self.keep_features < 1:
-            from .head2toe import select_features
-
-            select_features(model.head, self.keep_features)
+            model.head.select(self.keep_features)
         return 0 if model.spec.taps else _frozen_prefix(model)
 
     def penalty(self, model: Classifier, epoch: int) -> torch.Tensor | float:
         """A term added to the training loss in ``epoch`` (Head2Toe's group lasso before the selection). Default: 0."""
         if self.group_lasso and epoch <= self.probe_epochs:
-            from .head2toe import group_lasso
-
-            return self.group_lasso * group_lasso(model.head)
+            return self.group_lasso * model.head.group_lasso()
         return 0.0
 
     def param_groups(self, model: Classifier, lr: float) -> list[dict]:
@@ -195,8 +192,6 @@ class Strategy:
     def attach_optimizer(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> None:
         """Let the strategy steer ``optimizer`` while it trains (Auto-RGN's per-tensor rates). Default: nothing."""
         if self.rgn:
-            from .autorgn import RelativeGradientNorm
-
             RelativeGradientNorm(optimizer, steps_per_epoch)
 
 

@@ -11,19 +11,16 @@ features with the largest ``||W[:, j]||`` is kept (a saved mask) and training go
 ``--cut`` the taps stop at the cut."""
 from __future__ import annotations
 
-import math
-
-import torch
-
 from ..errors import ConfigError
-from ..model import TapHead
 from .base import Strategy
 
 
 def head2toe(cut: str | None = None, probe_epochs: int = 10, group_lasso: float = 1e-3,
              keep_features: float = 0.2) -> Strategy:
     """Head2Toe (Evci et al., ICML 2022): a linear head on the pooled features of every block of the frozen network;
-    group lasso for probe_epochs epochs, then only the keep_features fraction of features with the largest weights."""
+    group lasso for probe_epochs epochs, then only the keep_features fraction of features with the largest weights.
+
+    The head is :class:`medtl.model.TapHead` (its ``group_lasso`` and ``select``)."""
     if probe_epochs < 1:
         raise ConfigError(f"head2toe needs --probe-epochs (the group-lasso epochs before the selection) of at least 1, "
                           f"got {probe_epochs}.")
@@ -33,19 +30,3 @@ def head2toe(cut: str | None = None, probe_epochs: int = 10, group_lasso: float 
         raise ConfigError(f"--group-lasso must be 0 or more, got {group_lasso}.")
     return Strategy("head2toe", cut=cut, freeze_to="all", taps=True, probe_epochs=probe_epochs,
                     group_lasso=group_lasso, keep_features=keep_features)
-
-
-def group_lasso(head: TapHead) -> torch.Tensor:
-    """Sum over the features of the L2 norm of each feature's weights (one group per input of the linear layer)."""
-    return head.fc.weight.norm(dim=0).sum()
-
-
-@torch.no_grad()
-def select_features(head: TapHead, keep: float) -> None:
-    """Keep the ``keep`` fraction of features with the largest weight norms (once: an existing selection stays)."""
-    if not bool(head.mask.all()):
-        return
-    norms = head.fc.weight.norm(dim=0)
-    chosen = norms.topk(max(1, math.ceil(keep * norms.numel()))).indices
-    head.mask.zero_()
-    head.mask[chosen] = 1.0
