@@ -77,7 +77,7 @@ def test_surgical_on_a_truncated_network_and_bad_groups():
 
 
 def test_auto_rgn_scales_each_tensor_by_its_normalised_relative_gradient_norm():
-    strategy, model = _build("auto-rgn")
+    strategy, model = _build("auto-rgn", cut="blocks.3")
     norms = {f"{n}.{p}" for n, m in model.named_modules() if isinstance(m, NORMS) for p, _ in m.named_parameters()}
     assert norms and not norms & _trainable(model)  # normalisation parameters are frozen
     assert _trainable(model) == {n for n, _ in model.named_parameters()} - norms
@@ -96,7 +96,7 @@ def test_auto_rgn_scales_each_tensor_by_its_normalised_relative_gradient_norm():
 
 
 def test_bitfit_trains_biases_and_norm_parameters_with_frozen_statistics():
-    strategy, model = _build("bitfit")
+    strategy, model = _build("bitfit", cut="blocks.3")  # TTL + BitFit
     expected = {f"{n}.{p}" for n, m in model.trunk.named_modules() if isinstance(m, NORMS)
                 for p, _ in m.named_parameters()}
     expected |= {f"{n}.bias" for n, m in model.trunk.named_modules() if isinstance(m, nn.Conv2d)
