@@ -23,6 +23,7 @@ from .errors import ConfigError, MedtlError, MedtlWarning
 # What a grid uses instead of the train options it sets itself.
 GRID_INSTEAD = {"strategy": "--strategies", "cut": "--cuts", "seed": "--seeds", "resplit": "--resplits",
                 "freeze_to": "--cuts (the cut axis sets it)", "slim_from": "--cuts (the cut axis sets it)",
+                "tune": "--cuts (the cut axis sets it)",
                 "name": "nothing (grid runs are named by their configuration)",
                 "track_parent": "nothing (the grid nests its runs under a parent run of its own)"}
 
@@ -187,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="train a grid strategies x cut points x seeds and tabulate it "
                              "(resumable: finished runs are skipped)")
     compare.add_argument("--strategies", help="comma-separated strategies (default: every registered one, as "
-                         "`medtl strategies` lists them)")
+                         "`medtl strategies` lists them, whose optional library is installed)")
     compare.add_argument("--cuts", default="block", help="the cut axis of truncated/lwft/transfusion: block, layer, "
                          "all, auto (the one-pass estimate's pick), or CUT,CUT,... (default: block)")
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
@@ -351,7 +352,9 @@ def _compare(args: argparse.Namespace) -> None:
     from .tracking import attach
 
     cfg, out = _grid_config(args, "compare", "runs/compare", allowed_cut=True)
-    strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else list(STRATEGIES)
+    # by default every registered strategy whose optional library is installed (lora needs peft)
+    strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else [
+        name for name, entry in STRATEGIES.items() if entry.available]
     result = compare(cfg, strategies, cuts=args.cuts,
                      seeds=_seeds(args.seeds) if args.resplits is None else [], resplits=args.resplits, out=out,
                      select=args.select_by, plots=not args.no_plots, workers=args.workers, verbose=args.verbose,

@@ -97,7 +97,16 @@ class TrainConfig:
     shrink: int | None = option(None, "transfusion: channel divisor for the blocks after --slim-from (default 2)",
                                 low=1, high=64)
     probe_epochs: int | None = option(None, "lp-ft: epochs of linear probing before everything is fine-tuned "
-                                      "(default 5)", low=1)
+                                      "(default 5); head2toe: epochs of group-lasso training before the feature "
+                                      "selection (default 10)", low=1)
+    tune: str | None = option(None, "surgical: the group of blocks fine-tuned (a stage such as blocks.1 or layer2, one "
+                              "block such as blocks.1.0, or stem)", grid=False, omit_default=True)
+    lora_rank: int | None = option(None, "lora: rank of the low-rank update of each convolution (default 8)", low=1,
+                                   high=1024, omit_default=True)
+    group_lasso: float | None = option(None, "head2toe: weight of the group-lasso penalty on the head's per-feature "
+                                       "weight norms (default 1e-3)", low=0.0, omit_default=True)
+    keep_features: float | None = option(None, "head2toe: fraction of the pooled features kept after the group-lasso "
+                                         "epochs (default 0.2)", low=0.0, high=1.0, low_open=True, omit_default=True)
     head: str = option("avg", "avg (global average pooling + linear) or flatten (flatten + linear)",
                        choices=("avg", "flatten"))
     ordinal_head: bool = option(False, "the classes are ordered grades (class order = label order; at least 3): a "

@@ -26,6 +26,7 @@ from .evaluation import (
     evidence,
     latency_ms,
     predictions_table,
+    task_bytes,
     with_calibrated,
 )
 from .evaluation.threshold import run_operating_point
@@ -235,8 +236,11 @@ def _train(p: Prepared, model: Classifier, run: RunDir, state, verbose: bool, re
                                                 fingerprints=fingerprints, report=report)
     model.load_state_dict(fit.best_state)
     seconds = time.perf_counter() - began
+    p.strategy.train_mode(model)  # as it trained last: what trains is what a task stores beyond the shared weights
+    costs = {"trainable_parameters": count_parameters(model, True), "stored_bytes": task_bytes(model)}
+    model = p.strategy.merged(model)  # an adapter's updates folded into plain weights: model.json's architecture
     metrics = distributed.on_rank_zero(lambda: finish(model, p.data, p.cfg, run, fit.history, fit.best_epoch, seconds,
-                                                      fingerprints["data"])) or run.metrics()
+                                                      fingerprints["data"], costs)) or run.metrics()
     if verbose:
         log.info(summary(metrics))
     if fit.interrupted:  # asked to stop during the last epoch: the run is complete, the command (a grid) stops
@@ -276,8 +280,9 @@ def score_logits(model: Classifier, images: torch.Tensor, task: str, cfg: TrainC
 
 
 def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir, history: list[dict],
-           best_epoch: int, seconds: float, fingerprint: dict) -> dict:
-    """Evaluate the selected model once on the test split and write every artefact of the run."""
+           best_epoch: int, seconds: float, fingerprint: dict, costs: dict | None = None) -> dict:
+    """Evaluate the selected model once on the test split and write every artefact of the run. ``costs``: the
+    trainable parameters and bytes stored per task, counted before an adapter was merged (default: from ``model``)."""
     spec = model.spec
     test_prob, test_logits = score_logits(model, data.test.images, data.task, cfg)
     val_prob, val_logits = score_logits(model, data.val.images, data.task, cfg)
@@ -297,7 +302,8 @@ def finish(model: Classifier, data: ImageDataset, cfg: TrainConfig, run: RunDir,
         **{k: v for k, v in best.items() if k.startswith("val_")},
         **stats,
         "best_epoch": best_epoch, "epochs_run": history[-1]["epoch"], "epochs_planned": cfg.epochs,
-        "parameters": count_parameters(model), "trainable_parameters": count_parameters(model, True),
+        "parameters": count_parameters(model),
+        **(costs or {"trainable_parameters": count_parameters(model, True), "stored_bytes": task_bytes(model)}),
         "macs": count_macs(model, spec.in_chans, spec.image_size, len(spec.input_shape) - 1),
         "train_seconds": seconds, "backbone": spec.backbone, "cut": spec.cut, "strategy": cfg.strategy,
         "data": data.name, "seed": cfg.seed, "data_source": data.source,
@@ -331,5 +337,12 @@ def summary(metrics: dict) -> str:
     interval = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
     return (f"test AUROC {metrics['test_auroc']:.4f}{interval}  AUPRC {metrics['test_auprc']:.4f}  "
             f"accuracy {metrics['test_accuracy']:.4f}  balanced accuracy {metrics['test_balanced_accuracy']:.4f}  "
-            f"parameters {metrics['parameters']:,}  MACs {metrics['macs'] / 1e6:.1f}M  "
+            f"parameters {metrics['parameters']:,}  stored per task {_bytes(metrics.get('stored_bytes'))}  MACs {metrics['macs'] / 1e6:.1f}M  "
             f"(best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s)")
+
+
+def _bytes(n: int | None) -> str:
+    """A byte count for people: 1.0 MB, 12.3 kB (old runs did not record it)."""
+    if n is None:
+        return "not recorded"
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"

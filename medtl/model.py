@@ -76,6 +76,38 @@ SPEC_LIMITS = {"image_size": meta_of("image_size"), "read_size": meta_of("image_
                "temperature": limits(0, low_open=True)}
 
 
+class TapHead(nn.Module):
+    """Head2Toe's head (Evci et al., ICML 2022): the global-average-pooled output of every tapped trunk unit,
+    concatenated, standardised (BatchNorm without scale and shift), multiplied by the mask of selected features, and
+    one linear layer. The mask is a buffer, so the features a run selected are saved with its weights."""
+
+    def __init__(self, channels: list[int], num_classes: int, dims: int = 2):
+        super().__init__()
+        total = sum(channels)
+        self.pool = nn.AdaptiveAvgPool3d(1) if dims == 3 else nn.AdaptiveAvgPool2d(1)
+        self.norm = nn.BatchNorm1d(total, affine=False)
+        self.register_buffer("mask", torch.ones(total))
+        self.fc = nn.Linear(total, num_classes)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat([torch.flatten(self.pool(f), 1) for f in features], dim=1)
+        return self.fc(self.norm(x) * self.mask)
+
+    def group_lasso(self) -> torch.Tensor:
+        """Sum over the features of the L2 norm of each feature's weights (one group per input of the linear layer)."""
+        return self.fc.weight.norm(dim=0).sum()
+
+    @torch.no_grad()
+    def select(self, keep: float) -> None:
+        """Keep the ``keep`` fraction of features with the largest weight norms (once: an existing selection stays)."""
+        if not bool(self.mask.all()):
+            return
+        norms = self.fc.weight.norm(dim=0)
+        chosen = norms.topk(max(1, math.ceil(keep * norms.numel()))).indices
+        self.mask.zero_()
+        self.mask[chosen] = 1.0
+
+
 @dataclass
 class ModelSpec:
     """Everything needed to rebuild a trained classifier without medtl's training code (saved as model.json)."""
@@ -107,10 +139,11 @@ class ModelSpec:
     ordinal_head: bool = False  # a CumulativeLink head over ordered classes (its outputs are log probabilities)
     volume: str | None = None  # 2D weights converted for volumes (acs, i3d, 2.5d); None: a 2D model
     window: str | None = None  # --window the training data was read with (DICOM, volumes); None: the files' own
+    taps: list[str] | None = None  # Head2Toe: the units whose pooled outputs feed a TapHead; None: the usual head
 
     def to_dict(self) -> dict:
         values = asdict(self)
-        for key in ("volume", "window"):  # a model.json stays as it was before these options existed
+        for key in ("volume", "window", "taps"):  # a model.json stays as it was before these options existed
             if values[key] is None:
                 del values[key]
         return values
@@ -180,7 +213,21 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Logits; with ``start > 0``, ``x`` is the output of the trunk's first ``start`` units (a cached prefix)."""
-        return self.head(self.trunk.run(x, start))
+        if self.spec.taps is None:
+            return self.head(self.trunk.run(x, start))
+        if start:
+            raise ValueError("a Head2Toe model reads every unit's output: it cannot start from a cached prefix")
+        return self.head(tapped(self.trunk, x, self.spec.taps))
+
+
+def tapped(trunk: Trunk, x: torch.Tensor, taps: list[str]) -> list[torch.Tensor]:
+    """The outputs of the units ``taps`` for the input ``x``, running the trunk once."""
+    outputs = []
+    for path in trunk.units:
+        x = trunk.get_submodule(path)(x)
+        if path in taps:
+            outputs.append(x)
+    return outputs
 
 
 def feature_shape(trunk: nn.Module, in_chans: int, image_size: int, dims: int = 2) -> tuple[int, ...]:
@@ -228,13 +275,15 @@ def build_classifier(
         shrink: int = 2,
         ordinal_head: bool = False,
         volume: str | None = None,
+        taps: list[str] | str | None = None,
 ) -> Classifier:
     """Create ``backbone`` with ``weights``, drop everything after ``cut`` (None: keep the whole backbone) and
     attach a freshly initialised head for ``num_classes`` outputs. With ``slim_from`` (TransFusion), the blocks
     after that cut are rebuilt with 1/``shrink`` of their channels and random weights. ``ordinal_head``: a
     cumulative-link head over the classes in their order (:class:`CumulativeLink`). With ``volume`` (``acs``,
     ``i3d``, ``2.5d``) the kept trunk is converted to take volumes, its 2D weights made 3D
-    (:mod:`medtl.backbones.volume`)."""
+    (:mod:`medtl.backbones.volume`). ``taps`` (Head2Toe): the units, or ``"all"`` of them, whose pooled outputs feed a
+    :class:`TapHead` instead of the usual head."""
     model, spec = create_backbone(backbone, weights, in_chans)
     cuts = backbone_cuts(model)
     chosen = find_cut(cuts, cut) if cut else cuts[-1]
@@ -247,14 +296,27 @@ def build_classifier(
     if volume is not None:
         to_volume(trunk, volume)
     shape = feature_shape(trunk, in_chans, image_size, 3 if volume else 2)
+    taps = list(chosen.units) if taps == "all" else taps
+    if taps is not None:
+        unknown = [t for t in taps if t not in chosen.units]
+        if unknown or ordinal_head or head != "avg":
+            raise ConfigError(f"a Head2Toe head reads units of the kept trunk ({', '.join(unknown) or 'ok'}) through "
+                              "average pooling; it takes neither --head flatten nor --ordinal-head.")
     model_spec = ModelSpec(
         backbone=backbone, library=spec.library, arch=spec.arch, cut=chosen.name, units=list(chosen.units),
         head=head, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
         mean=list(spec.mean), std=list(spec.std), classes=list(classes or []), task=task,
         partial=list(chosen.partial) if chosen.partial else None,
         slim_from=slim_from, shrink=shrink if slim_from is not None else None, ordinal_head=ordinal_head,
-        volume=volume,
+        volume=volume, taps=list(taps) if taps is not None else None,
     )
+    if taps is not None:
+        with torch.no_grad():
+            trunk.eval()
+            channels = [f.shape[1] for f in tapped(trunk, torch.zeros(1, in_chans, *[image_size] * len(shape[1:])),
+                                                   taps)]
+            trunk.train()
+        return Classifier(trunk, TapHead(channels, num_classes, len(shape) - 1), model_spec)
     return Classifier(trunk, Head(shape, num_classes, head, ordinal_head), model_spec)
 
 
@@ -265,6 +327,7 @@ def rebuild(spec: ModelSpec) -> Classifier:
         spec.backbone, spec.num_classes, cut=spec.cut, weights=None, in_chans=spec.in_chans,
         image_size=spec.image_size, head=spec.head, classes=spec.classes, task=spec.task,
         slim_from=spec.slim_from, shrink=spec.shrink or 2, ordinal_head=spec.ordinal_head, volume=spec.volume,
+        taps=spec.taps,
     )
     model.spec.temperature = spec.temperature  # fitted after training: not part of the architecture
     model.spec.threshold, model.spec.read_size = spec.threshold, spec.read_size  # how it is used, not built

@@ -29,6 +29,7 @@ EXTRAS = {  # import name -> the extra of pyproject.toml that installs it
     "onnx": "export", "onnxscript": "export", "onnxruntime": "export",
     "ray": "ray",
     "mlflow": "track", "sqlalchemy": "track", "alembic": "track", "tensorboardX": "track",
+    "peft": "peft",
     "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
     "nibabel": "3d", "pydicom": "dicom",  # the 3d extra installs pydicom too, for DICOM series
 }

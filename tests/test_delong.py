@@ -108,5 +108,10 @@ def test_compare_table_gets_a_combined_p_value_against_full(tmp_path):
              "macs": 1} for r in annotated]
     text = markdown(rows, "method")
     assert "p vs FTL" in text.splitlines()[0] and "< 0.001" in text
-    assert add_p_values([r for r in table if r["strategy"] != "full"],
-                        [r for r in records if r["strategy"] != "full"], tmp_path) == table[1:]  # no FTL: no column
+    assert p["FTL"] is None and p["linear"] < 1e-6 and p["TTL-1"] > 0.01
+    versus = {r["method"]: r["p_vs_truncated"] for r in annotated}  # the second reference: TTL-1
+    assert versus["TTL-1"] is None and versus["linear"] < 1e-6 and versus["FTL"] > 0.01
+    assert "p vs TTL" in text.splitlines()[0] and (tmp_path / "significance_vs_truncated.csv").is_file()
+    no_full = add_p_values([r for r in table if r["strategy"] != "full"],
+                           [r for r in records if r["strategy"] != "full"], tmp_path)
+    assert all("p_vs_full" not in r for r in no_full)  # no FTL: no column

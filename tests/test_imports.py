@@ -14,7 +14,8 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "medtl"
 # third-party dependencies that are optional or heavy; a function may import these lazily (none is a medtl module)
-OPTIONAL = {"matplotlib", "onnx", "onnxruntime", "ray", "nibabel", "pydicom", "jinja2"}
+OPTIONAL = {"matplotlib", "onnx", "onnxruntime", "ray", "nibabel", "pydicom", "jinja2", "peft", "mlflow", "tensorboardX",
+            "fastapi", "uvicorn", "python_multipart"}
 
 
 def medtl_modules() -> list[str]:

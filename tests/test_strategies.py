@@ -95,11 +95,12 @@ def test_unknown_strategy_and_parameters():
 
 # the minimal options each strategy needs (the others need none)
 REQUIRED = {"truncated": {"cut": "blocks.2"}, "lwft": {"freeze_to": "blocks.2"},
-            "transfusion": {"slim_from": "blocks.2"}}
+            "transfusion": {"slim_from": "blocks.2"}, "surgical": {"tune": "stem"}}
 
 
 def test_every_registered_strategy_is_known_and_builds_under_its_name():
-    assert set(STRATEGIES) == {"truncated", "full", "scratch", "linear", "lwft", "llrd", "lp-ft", "transfusion"}
+    assert set(STRATEGIES) == {"truncated", "full", "scratch", "linear", "lwft", "llrd", "lp-ft", "transfusion",
+                               "surgical", "auto-rgn", "bitfit", "ssf", "lora", "head2toe"}
     for name in STRATEGIES:
         assert get_strategy(name, **REQUIRED.get(name, {})).name == name
 

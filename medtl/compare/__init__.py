@@ -75,15 +75,16 @@ def write_reports(base: TrainConfig, rows: list[dict], table: list[dict], record
                   select: str) -> list[Path]:
     keys = ("run", "strategy", "cut", "level", "repeat", "test_auroc", "test_auprc", "test_accuracy", "val_auroc",
             "val_auprc", "best_epoch", "epochs_run", "train_seconds", "parameters", "trainable_parameters", "macs",
-            "latency_ms")
-    write_csv(out / GridDir.RUNS, [{k: r[k] for k in keys} for r in records])
+            "stored_bytes", "latency_ms")
+    write_csv(out / GridDir.RUNS, [{k: r.get(k) for k in keys} for r in records])  # stored_bytes: None in old runs
     write_csv(out / GridDir.CONFIGURATIONS, rows)
     write_csv(out / GridDir.TABLE, table)
     repeats = max(r["runs"] for r in rows)
     header = (f"# {base.data}, {base.backbone} ({base.weights} weights), {base.image_size or 'default'} px, {repeats} repeat(s)\n\n"
               f"Mean ± std over the repeats. -1: best block-level configuration, -2: best over every cut, both "
-              f"chosen on mean validation {select.upper()} only. P: parameters; T: CPU latency per image "
-              f"(batch 1, median).\n\n")
+              f"chosen on mean validation {select.upper()} only. P: parameters; stored/task: what a task stores "
+              f"beyond the shared pretrained weights (trainable tensors and the statistics that follow the data, "
+              f"float32); T: CPU latency per image (batch 1, median).\n\n")
     atomic_write(out / GridDir.TABLE_MD, header + markdown(table, "method", select))
     atomic_write(out / GridDir.CONFIGURATIONS_MD, header + markdown(rows, "strategy", select))
     return [out / n for n in (GridDir.RUNS, GridDir.CONFIGURATIONS, GridDir.TABLE, GridDir.TABLE_MD,

@@ -55,6 +55,11 @@ def build_grid(base: TrainConfig, strategies: list[str], cuts: str | list[str], 
     if unknown:
         raise ConfigError(f"unknown strateg{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
                           f"choose from {', '.join(STRATEGIES)}.")
+    missing = [s for s in strategies if not STRATEGIES[s].available]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} need{'s' if len(missing) == 1 else ''} "
+                          f"{', '.join(STRATEGIES[s].requires for s in missing)}; install it with "
+                          f'pip install "medtl[{STRATEGIES[missing[0]].requires}]", or leave it out of --strategies.')
     if not seeds and resplits is None:
         raise ConfigError("give at least one seed (--seeds 0,1,2) or --resplits K.")
     points = cut_points(base.backbone, cuts) if any(STRATEGIES[s].cut_option for s in strategies) else []

@@ -27,7 +27,9 @@ from ..evaluation.delong import delong_test
 from ..rundir import RunDir
 
 REFERENCE = "full"
+TRUNCATED = "truncated"  # the second reference: is a method better than truncation itself?
 SIGNIFICANCE = "significance.csv"
+SIGNIFICANCE_TTL = "significance_vs_truncated.csv"
 
 
 def run_task(run_dir: Path) -> str:
@@ -46,11 +48,13 @@ def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
     return labels, np.array([[float(r[c]) for c in columns] for r in rows]), run_task(run_dir)
 
 
-def paired_tests(table: list[dict], records: list[dict], runs_dir: Path, reference: str = REFERENCE) -> list[dict]:
-    """One row per (table row, repeat) with DeLong's test of its AUROC against ``reference`` in that repeat, and
-    one per table row with ``repeat`` = ``"combined"`` (mean z, see the module docstring). Empty when the grid has
-    no ``reference`` runs or the task is multi-label."""
-    ref_runs = {r["repeat"]: r["run"] for r in records if r["strategy"] == reference}
+def paired_tests(table: list[dict], records: list[dict], runs_dir: Path, reference: str = REFERENCE,
+                 reference_cut: str | None = None) -> list[dict]:
+    """One row per (table row, repeat) with DeLong's test of its AUROC against ``reference`` (at ``reference_cut``,
+    when the reference has a cut axis) in that repeat, and one per table row with ``repeat`` = ``"combined"`` (mean z,
+    see the module docstring). Empty when the grid has no ``reference`` runs or the task is multi-label."""
+    ref_runs = {r["repeat"]: r["run"] for r in records if r["strategy"] == reference
+                and (reference_cut is None or r["cut"] == reference_cut)}
     if not ref_runs or run_task(runs_dir / next(iter(ref_runs.values()))) == "multilabel":
         return []
     tests = []
@@ -84,10 +88,17 @@ def paired_tests(table: list[dict], records: list[dict], runs_dir: Path, referen
 def add_p_values(table: list[dict], records: list[dict], out: Path, reference: str = REFERENCE) -> list[dict]:
     """The table with ``p_vs_full`` (the combined DeLong p-value against ``reference``; None on its own row) on
     every row, and every per-repeat test in ``out/significance.csv``; the table unchanged when there is nothing to
-    test against."""
+    test against. When the table has a TruncatedTL row, ``p_vs_truncated`` likewise tests every other row against
+    its first one (TTL-1, chosen on validation), per repeat in ``out/significance_vs_truncated.csv``."""
     tests = paired_tests(table, records, Path(out) / "runs", reference)
-    if not tests:
-        return table
-    write_csv(Path(out) / SIGNIFICANCE, tests)
-    combined = {t["method"]: t["p"] for t in tests if t["repeat"] == "combined"}
-    return [{**row, f"p_vs_{reference}": combined.get(row["method"])} for row in table]
+    if tests:
+        write_csv(Path(out) / SIGNIFICANCE, tests)
+        combined = {t["method"]: t["p"] for t in tests if t["repeat"] == "combined"}
+        table = [{**row, f"p_vs_{reference}": combined.get(row["method"])} for row in table]
+    ttl = next((r for r in table if r["strategy"] == TRUNCATED), None)
+    versus = paired_tests(table, records, Path(out) / "runs", TRUNCATED, ttl["cut"]) if ttl else []
+    if versus:
+        write_csv(Path(out) / SIGNIFICANCE_TTL, versus)
+        combined = {t["method"]: t["p"] for t in versus if t["repeat"] == "combined"}
+        table = [{**row, "p_vs_truncated": combined.get(row["method"])} for row in table]
+    return table

@@ -9,7 +9,7 @@ from ..strategies import label_of
 
 # Short names of the paper's table (Peng et al., BIMCV table) and of the strategies beyond it.
 METRICS = ("test_auroc", "test_auprc", "test_accuracy", "val_auroc", "val_auprc", "latency_ms")
-COSTS = ("parameters", "trainable_parameters", "macs")
+COSTS = ("parameters", "trainable_parameters", "macs", "stored_bytes")  # stored_bytes: per task, beyond shared weights
 
 
 def summarise(records: Iterable[dict], metrics: tuple[str, ...] = METRICS, totals: tuple[str, ...] = ()) -> list[dict]:
@@ -28,7 +28,7 @@ def summarise(records: Iterable[dict], metrics: tuple[str, ...] = METRICS, total
             values = [r[key] for r in runs]
             row[f"{key}_mean"] = statistics.fmean(values)
             row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        row.update({key: runs[0][key] for key in COSTS})
+        row.update({key: runs[0].get(key) for key in COSTS})  # runs from before stored_bytes existed: None
         row.update({key: sum(r[key] for r in runs) for key in totals})
         rows.append(row)
     return rows
@@ -65,17 +65,25 @@ def markdown(rows: list[dict], first: str, select: str = "auprc") -> str:
     """A Markdown table of ``rows``; ``first`` is the leading column (``method`` or ``strategy``), ``select`` the
     validation metric shown (the one configurations were chosen on)."""
     head = [first] + (["cut"] if first == "method" else ["cut", "runs"]) + [
-        "AUROC", "AUPRC", "accuracy", f"val {select.upper()}", "trainable P (M)", "P (M)", "MACs (M)", "T (ms)"]
+        "AUROC", "AUPRC", "accuracy", f"val {select.upper()}", "trainable P (M)", "P (M)", "stored/task (MB)",
+        "MACs (M)", "T (ms)"]
     tested = any("p_vs_full" in r for r in rows)  # the paired DeLong test against FTL (compare/significance.py)
-    head += ["p vs FTL"] if tested else []
+    versus_ttl = any("p_vs_truncated" in r for r in rows)  # and against TTL-1
+    head += (["p vs FTL"] if tested else []) + (["p vs TTL"] if versus_ttl else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r[first]), r["cut"] or "–"] + ([] if first == "method" else [str(r["runs"])]) + [
             _pm(r, "test_auroc"), _pm(r, "test_auprc"), _pm(r, "test_accuracy"), _pm(r, f"val_{select}"),
-            f"{r['trainable_parameters'] / 1e6:.3f}", f"{r['parameters'] / 1e6:.3f}", f"{r['macs'] / 1e6:.1f}",
-            f"{r['latency_ms_mean']:.2f}"] + ([_p(r.get("p_vs_full"))] if tested else [])
+            f"{r['trainable_parameters'] / 1e6:.3f}", f"{r['parameters'] / 1e6:.3f}", _mb(r.get("stored_bytes")),
+            f"{r['macs'] / 1e6:.1f}",
+            f"{r['latency_ms_mean']:.2f}"] + ([_p(r.get("p_vs_full"))] if tested else []) + (
+            [_p(r.get("p_vs_truncated"))] if versus_ttl else [])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _mb(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1e6:.3f}"
 
 
 def _p(p: float | None) -> str:

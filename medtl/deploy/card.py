@@ -42,7 +42,9 @@ def model_card(run_dir: str | Path) -> str:
         f"weights: {_weights(cfg, metrics)}",
         f"- Strategy: {metrics.get('strategy', cfg.get('strategy', UNKNOWN))}; cut: `{spec.get('cut', UNKNOWN)}` "
         f"(last kept layer); head: {spec.get('head', UNKNOWN)}",
-        f"- Parameters kept: {_int(metrics.get('parameters'))}; MACs per image: {_int(metrics.get('macs'))}",
+        f"- Parameters kept: {_int(metrics.get('parameters'))} ({_int(metrics.get('trainable_parameters'))} trained); "
+        f"MACs per image: {_int(metrics.get('macs'))}",
+        f"- Stored per task beyond the shared pretrained weights: {_bytes(metrics.get('stored_bytes'))}",
         f"- CPU latency, batch 1: {_number(metrics.get('cpu_latency_ms'), '.2f', ' ms')} (median, "
         f"{metrics.get('cpu_latency_threads', '?')} thread(s), on the training machine)",
         "",
@@ -175,6 +177,10 @@ def _threshold_rule(metrics: dict, task: str) -> list[str]:
         return []
     return [f"- Decision threshold {metrics['threshold']:.4f} on P(positive), chosen on the **validation** split by "
             f"{metrics.get('threshold_rule', UNKNOWN)}; `medtl predict` applies it unless `--threshold` is given."]
+
+
+def _bytes(value) -> str:
+    return f"{value:,} bytes ({value / 1e6:.2f} MB)" if isinstance(value, int) else UNKNOWN
 
 
 def _int(value) -> str:

@@ -14,6 +14,17 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def task_bytes(model: nn.Module) -> int:
+    """Bytes a task stores beyond the shared pretrained weights, in their stored dtype: every parameter that trains and
+    the buffers of every module in training mode (BatchNorm statistics that follow the data). Call it with the model
+    set up for training (``Strategy.train_mode``), before any adapter is merged: for a parameter-efficient method it
+    is the adapter plus the head, for full fine-tuning or a truncated network every kept tensor."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    buffers = sum(b.numel() * b.element_size() for m in model.modules() if m.training
+                  for b in m.buffers(recurse=False))
+    return params + buffers
+
+
 def count_macs(model: nn.Module, in_chans: int, image_size: int, dims: int = 2) -> int:
     """Multiply-accumulates of one forward pass at ``image_size`` (conv, BN, activations, pooling, linear), on an
     image, or on a ``image_size``-cubed volume with ``dims=3``.

@@ -67,6 +67,9 @@ def headline(metrics: dict) -> dict:
                       f"{trainable / 1e6:.3f} M trainable" if trainable is not None else None))
     if "macs" in metrics:
         items.append(("MACs", f"{metrics['macs'] / 1e6:.1f} M", None))
+    if isinstance(metrics.get("stored_bytes"), int):
+        items.append(("stored per task", f"{metrics['stored_bytes'] / 1e6:.3f} MB", "beyond the shared pretrained "
+                      "weights"))
     if "best_epoch" in metrics:
         items.append(("selected epoch", str(metrics["best_epoch"]), f"of {metrics.get('epochs_run', '?')} run, on "
                       "validation"))

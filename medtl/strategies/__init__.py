@@ -1,6 +1,7 @@
-"""Transfer strategies of the paper (and two beyond it), each a configuration of :class:`Strategy`.
+"""Transfer strategies of the paper and the methods that came after it, each a configuration of :class:`Strategy`.
 
-A new strategy is a factory function here (or in its own small module) plus a registry entry.
+A new strategy is a factory function here (or in its own small module) plus a registry entry; a parameter-efficient
+method also registers its :class:`Adapter` in :data:`ADAPTERS`.
 """
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ConfigError, unknown
-from .base import Strategy
+from ..optional import available
+from .base import ADAPTERS, Adapter, Strategy
+from .bitfit import BitFit, bitfit
+from .head2toe import head2toe
+from .lora import LoRA, lora
+from .ssf import SSF, ssf
+from .surgical import surgical
 from .transfusion import transfusion
 
 
@@ -58,6 +65,14 @@ def lp_ft(cut: str | None = None, probe_epochs: int = 5) -> Strategy:
     return Strategy("lp-ft", cut=cut, probe_epochs=probe_epochs)
 
 
+def auto_rgn(cut: str | None = None) -> Strategy:
+    """Auto-RGN (Lee et al., ICLR 2023): every weight tensor trains at lr x its relative gradient norm ||g||/||w||,
+    normalised by the largest, re-measured on the first 5 batches of each epoch; normalisation parameters frozen.
+
+    The rates are set by :class:`medtl.strategies.autorgn.RelativeGradientNorm`."""
+    return Strategy("auto-rgn", cut=cut, rgn=True)
+
+
 @dataclass(frozen=True)
 class StrategyEntry:
     """A registered strategy: its factory (whose keyword parameters, defaults included, are the strategy's
@@ -68,6 +83,12 @@ class StrategyEntry:
     label: str
     colour: str
     cut_option: str | None = None
+    requires: str | None = None  # the optional module it needs (peft for lora), installed with medtl[extra]
+
+    @property
+    def available(self) -> bool:
+        """Whether the optional module it needs is installed."""
+        return self.requires is None or available(self.requires)
 
     @property
     def params(self) -> list[str]:
@@ -92,7 +113,15 @@ STRATEGIES: dict[str, StrategyEntry] = {
     "scratch": StrategyEntry(scratch, "scratch", "C4"),
     "llrd": StrategyEntry(llrd, "LLRD", "C5"),
     "lp-ft": StrategyEntry(lp_ft, "LP-FT", "C6"),
+    # beyond the paper: layer-selective and parameter-efficient methods (docs/guide/beyond-the-paper.md)
+    "surgical": StrategyEntry(surgical, "surgical", "C3", cut_option="tune"),
+    "auto-rgn": StrategyEntry(auto_rgn, "Auto-RGN", "C8"),
+    "bitfit": StrategyEntry(bitfit, "BitFit", "C9", cut_option="cut"),
+    "ssf": StrategyEntry(ssf, "SSF", "#66a61e", cut_option="cut"),
+    "lora": StrategyEntry(lora, "LoRA", "#e6ab02", cut_option="cut", requires="peft"),
+    "head2toe": StrategyEntry(head2toe, "Head2Toe", "#7570b3", cut_option="cut"),
 }
+ADAPTERS.update({"bitfit": BitFit(), "ssf": SSF(), "lora": LoRA()})
 OTHER_COLOUR = "C7"  # a strategy name this version does not know (a run written by another version)
 
 
@@ -126,5 +155,6 @@ def get_strategy(name: str, **params) -> Strategy:
     return entry.factory(**given)
 
 
-__all__ = ["STRATEGIES", "Strategy", "StrategyEntry", "colour_of", "get_strategy", "label_of", "full", "linear", "llrd", "lp_ft", "lwft",
-           "scratch", "strategy_options", "transfusion", "truncated"]
+__all__ = ["ADAPTERS", "Adapter", "STRATEGIES", "Strategy", "StrategyEntry", "auto_rgn", "bitfit", "colour_of",
+           "full", "get_strategy", "head2toe", "label_of", "linear", "llrd", "lora", "lp_ft", "lwft", "scratch", "ssf",
+           "strategy_options", "surgical", "transfusion", "truncated"]

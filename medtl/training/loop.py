@@ -149,7 +149,7 @@ def train_one_epoch(s: Session, cfg: TrainConfig, device: torch.device, epoch: i
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, cfg.precision):  # under torchrun, this process's share of the batch
-            loss = s.loss_fn(s.net(x[share], first), s.train_y[idx][share])
+            loss = s.loss_fn(s.net(x[share], first), s.train_y[idx][share]) + s.strategy.penalty(s.model, epoch)
         check_finite(loss, "the training loss", epoch, cfg.lr)
         s.optimizer.zero_grad(set_to_none=True)
         s.scaler.scale(loss).backward()
@@ -310,6 +310,7 @@ class Trainer:
         plain = Preprocess(spec.image_size, tuple(spec.mean), tuple(spec.std), augment=False)
         optimizer = make_optimizer(strategy.param_groups(model, cfg.lr), cfg)
         steps = num_batches(len(data.train), cfg.batch_size)
+        strategy.attach_optimizer(optimizer, steps)
         net = distributed.wrap(model, device, cfg.sync_bn)  # DistributedDataParallel under torchrun
         return Session(
             model=model, net=torch.compile(net) if cfg.compile else net, strategy=strategy, data=data,
