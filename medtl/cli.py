@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "at grace x factor, grace x factor^2, ... (default: 3)")
     search.add_argument("--reduction-factor", type=int, default=2, help="asha: 1/factor of the candidates go on at "
                         "each rung (default: 2)")
+    search.add_argument("--noise-band", type=float, default=1.0, help="asha: a rung also keeps every candidate within "
+                        "this many standard errors of the validation metric below its cut-off (0: ASHA's rule as "
+                        "published; default: 1)")
     _add_grid_flags(search, skip=("cut",))
 
     analyze = sub.add_parser("analyze", help="analyse a trained run").add_subparsers(dest="analysis", required=True)
@@ -296,12 +299,14 @@ def _search(args: argparse.Namespace) -> None:
     cfg, out = _grid_config(args, "search", "runs/search", allowed_cut=True)
     from .compare.halving import Halving
 
-    if args.scheduler is None and (args.grace_epochs, args.reduction_factor) != (3, 2):
-        raise ConfigError("--grace-epochs and --reduction-factor are options of --scheduler asha.")
+    if args.scheduler is None and (args.grace_epochs, args.reduction_factor, args.noise_band) != (3, 2, 1.0):
+        raise ConfigError("--grace-epochs, --reduction-factor and --noise-band are options of --scheduler asha.")
+    if not args.noise_band >= 0:
+        raise ConfigError(f"--noise-band is a number of standard errors, 0 or more; got {args.noise_band}.")
     result = search(cfg, seeds=_seeds(args.seeds), select=args.select_by, next_block=args.next_block,
                     auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose,
                     executor=_executor(args, out), scheduler=args.scheduler,
-                    halving=Halving(cfg.epochs, args.grace_epochs, args.reduction_factor))
+                    halving=Halving(cfg.epochs, args.grace_epochs, args.reduction_factor, args.noise_band))
     print(result.table())
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)

@@ -22,6 +22,7 @@ from .compare import Executor, LocalExecutor, best_on_validation, build_grid, re
 from .compare.halving import Halving, history, score, successive_halving
 from .config import TrainConfig
 from .errors import ConfigError
+from .evaluation.noise import noise_of
 from .resolve import load_data
 from .rundir import make_dir
 from .training.recipe import default_epochs
@@ -101,10 +102,11 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     executor = executor or LocalExecutor(workers)
     if scheduler == "asha":
         # the rungs are epochs of one fixed length: the recipe's, when --epochs leaves it to the data size
-        epochs = base.epochs or default_epochs(len(load_data(base).train))
+        data = load_data(base)
+        epochs = base.epochs or default_epochs(len(data.train))
         halving = replace(halving, epochs=epochs) if halving is not None else Halving(epochs)
         return _halving_search(replace(base, epochs=epochs), cuts, list(seeds), select, out, executor, halving,
-                               verbose)
+                               verbose, noise_of(select, data.val.labels.numpy(), data.task))
     planned: list[int] = []  # each run's epochs (the recipe resolves them per run when --epochs is not given)
 
     def fine_tune(names: list[str], stage: int) -> list[dict]:
@@ -137,9 +139,11 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
 
 
 def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[int], select: str, out: Path,
-                    executor: Executor, plan: Halving, verbose: bool) -> SearchResult:
-    """Every cut a candidate, successive halving on validation ``select``; the pick is the best on validation of
-    the cuts trained to the end. The cost counts every epoch trained, stopped runs' included (``history.csv``)."""
+                    executor: Executor, plan: Halving, verbose: bool, error) -> SearchResult:
+    """Every cut a candidate, successive halving on validation ``select`` (``error``: its standard error at a value,
+    for the noise band); the pick is the best on validation of the cuts trained to the end. The cost counts every
+    epoch trained, stopped runs' included (``history.csv``). Ray Tune's ASHAScheduler knows no noise band, so with
+    one the rungs are decided here and each rung's runs go to the executor (Ray too) as one batch."""
     if plan.grace < 1 or plan.eta < 2:
         raise ConfigError(f"successive halving needs --grace-epochs >= 1 and --reduction-factor >= 2, got "
                           f"{plan.grace} and {plan.eta}.")
@@ -148,9 +152,9 @@ def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[
     candidates = {cut: [r for r in runs if r.cut == cut] for cut in names}
     log.info("search: successive halving of %d cut(s) x %d seed(s), rungs after %s epoch(s), 1/%d go on",
              len(names), len(seeds), ", ".join(map(str, plan.milestones)) or "no", plan.eta)
-    halve = getattr(executor, "halving", None)  # Ray: Tune's ASHAScheduler; otherwise the synchronous rule
+    halve = getattr(executor, "halving", None) if plan.noise == 0 else None  # Ray: Tune's ASHAScheduler
     stopped = (halve(candidates, plan, select, verbose) if halve
-               else successive_halving(candidates, plan, select, executor, verbose))
+               else successive_halving(candidates, plan, select, executor, verbose, error))
     rows = []
     for (cut, level), group in zip(cuts, candidates.values()):
         trained = [history(run) for run in group]
@@ -169,7 +173,8 @@ def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[
     for row in rows:
         row["picked"] = row["cut"] == pick
     cost = _cost(rows, len(cuts), len(seeds), base.epochs)
-    plan_info = {"grace_epochs": plan.grace, "reduction_factor": plan.eta, "milestones": plan.milestones}
+    plan_info = {"grace_epochs": plan.grace, "reduction_factor": plan.eta, "milestones": plan.milestones,
+                 "noise_band_se": plan.noise}
     return _write(out, rows, select, None, pick, cost, seeds, base, {"scheduler": "asha", "halving": plan_info})
 
 
