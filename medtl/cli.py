@@ -215,7 +215,11 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def _config(args: argparse.Namespace, options: dict) -> TrainConfig:
-    return TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
+    cfg = TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
+    if cfg.cut_estimator != "ridge" and cfg.cut != "auto" and getattr(args, "cuts", None) != "auto":
+        raise ConfigError(f"--cut-estimator {cfg.cut_estimator} chooses how --cut auto scores the cuts; add --cut auto "
+                          "(medtl compare: --cuts auto) or drop --cut-estimator.")
+    return cfg
 
 
 def _train(args: argparse.Namespace) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from .analysis.autocut import estimate_for
 from .artifacts import write_csv, write_json
 from .backbones import backbone_cuts, create_backbone
+from .certainty import Certainty, certainty
 from .compare import Executor, LocalExecutor, best_on_validation, build_grid, record, run_grid, summarise
 from .compare.halving import Halving, history, score, successive_halving
 from .config import TrainConfig
@@ -44,6 +45,7 @@ class SearchResult:
     pick: str
     cost: dict
     files: list[Path]
+    sure: Certainty | None = None
 
     def table(self) -> str:
         select = self.select
@@ -63,6 +65,8 @@ class SearchResult:
             lines.append(f"successive halving picked {self.pick}: {c['epochs']} epochs, {c['train_seconds']:.0f}s of "
                          f"training ({c['fraction_of_exhaustive_epochs_at_most']:.0%} of the at most "
                          f"{c['exhaustive_epochs_at_most']} epochs of an exhaustive search)")
+        if self.sure is not None:
+            lines += self.sure.lines()
         return "\n".join(lines)
 
 
@@ -134,8 +138,9 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     cost = _cost(rows, len(cuts), len(seeds), max(planned))
     if estimate is not None:
         cost["estimate_seconds"] = estimate.seconds
+    sure = _certainty(base, rows, list(seeds), select, pick, out, estimate)
     return _write(out, rows, select, block_pick, pick, cost, list(seeds), base,
-                  {"stage_two": inner, "estimate": estimate.to_dict() if estimate else None})
+                  {"stage_two": inner, "estimate": estimate.to_dict() if estimate else None}, sure)
 
 
 def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[int], select: str, out: Path,
@@ -175,15 +180,26 @@ def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[
     cost = _cost(rows, len(cuts), len(seeds), base.epochs)
     plan_info = {"grace_epochs": plan.grace, "reduction_factor": plan.eta, "milestones": plan.milestones,
                  "noise_band_se": plan.noise}
-    return _write(out, rows, select, None, pick, cost, seeds, base, {"scheduler": "asha", "halving": plan_info})
+    sure = _certainty(base, rows, seeds, select, pick, out)
+    return _write(out, rows, select, None, pick, cost, seeds, base, {"scheduler": "asha", "halving": plan_info}, sure)
+
+
+def _certainty(base: TrainConfig, rows: list[dict], seeds: list[int], select: str, pick: str, out: Path,
+               estimate=None) -> Certainty:
+    """How sure the pick is (:mod:`medtl.certainty`), from the finished candidates' validation predictions."""
+    finished = [r["cut"] for r in rows if r.get("stopped_at") is None]
+    runs = build_grid(base, ["truncated"], finished, seeds, None, out)
+    return certainty(rows, {cut: [r.run_dir for r in runs if r.cut == cut] for cut in finished}, select, pick,
+                     estimate)
 
 
 def _write(out: Path, rows: list[dict], select: str, block_pick: str | None, pick: str, cost: dict, seeds: list[int],
-           base: TrainConfig, extra: dict) -> SearchResult:
+           base: TrainConfig, extra: dict, sure: Certainty) -> SearchResult:
     write_csv(out / "search.csv", rows)
     write_json(out / "search.json", {"select": f"val_{select}", "seeds": seeds, "block_pick": block_pick,
-                                     "pick": pick, "cost": cost, "out": str(out), "config": base.to_dict(), **extra})
-    return SearchResult(rows, select, block_pick, pick, cost, [out / "search.csv", out / "search.json"])
+                                     "pick": pick, "cost": cost, "out": str(out), "config": base.to_dict(),
+                                     "certainty": sure.to_dict(), **extra})
+    return SearchResult(rows, select, block_pick, pick, cost, [out / "search.csv", out / "search.json"], sure)
 
 
 def block_of(cuts: list[tuple[str, str]], name: str) -> str:
