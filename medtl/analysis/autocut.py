@@ -234,19 +234,28 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
                                      volume=volume)
     if index is not None:
         y = y[index]
+    scores, best, tolerance, pick = score_cuts(cuts, features, y, data.task, metric, estimator, one_se)
+    return AutoCut(pick, best, tolerance, metric, scores, len(y), image_size, time.perf_counter() - start,
+                   sampled=index is not None, estimator=estimator)
+
+
+def score_cuts(cuts: list[Cut], features: list[np.ndarray], y: np.ndarray, task: str, metric: str = "auroc",
+               estimator: str = "ridge", one_se: bool = True) -> tuple[list[CutScore], str, float, str]:
+    """Every cut's score by a one-pass ``estimator`` on its pooled ``features``; the best cut, the tolerance (ridge:
+    one bootstrap standard error of the best score; the other scores have none) and the pick (the shallowest cut
+    within the tolerance of the best)."""
     scores, predictions = [], []
     for cut, x in zip(cuts, features):
         if estimator == "ridge":
-            predictions.append(probe_predictions(x, y, data.task))
-            value = score(y, predictions[-1], data.task, metric)
+            predictions.append(probe_predictions(x, y, task))
+            value = score(y, predictions[-1], task, metric)
         else:
             value = SCORES[estimator](x, y)
         scores.append(CutScore(cut.name, cut.level, x.shape[1], value))
     best = max(range(len(scores)), key=lambda i: scores[i].score)  # the first (shallowest) of equal scores
-    tolerance = standard_error(y, predictions[best], data.task, metric) if one_se and predictions else 0.0
+    tolerance = standard_error(y, predictions[best], task, metric) if one_se and predictions else 0.0
     pick = next(s for s in scores if s.score >= scores[best].score - tolerance)
-    return AutoCut(pick.cut, scores[best].cut, tolerance, metric, scores, len(y), image_size,
-                   time.perf_counter() - start, sampled=index is not None, estimator=estimator)
+    return scores, scores[best].cut, tolerance, pick.cut
 
 
 def _multi_exit(backbone: str, data: ImageDataset, image_size: int, weights, metric: str, levels: tuple[str, ...],
