@@ -110,3 +110,13 @@ def test_search_prints_and_saves_how_sure_it_is(tmp_path, monkeypatch):
     assert f"runner-up {sure.ranking[1][0]}" in result.table() and "how sure:" in result.table()
     saved = json.loads((tmp_path / "search.json").read_text())["certainty"]
     assert saved["within_noise"] == sure.within_noise and saved["se"] == sure.se
+
+
+def test_one_pass_estimators_score_3d_features_too(tmp_path):
+    from test_volumes import tiny_volumes
+
+    data = medtl.load_dataset(str(tiny_volumes(tmp_path / "vol.npz")))
+    for name in ("logme", "nleep"):
+        result = estimate_cut("efficientnet_lite0", data, 16, volume="acs", levels=("block",), estimator=name)
+        assert [s.cut for s in result.scores][:2] == ["blocks.0", "blocks.1"] and result.estimator == name
+        assert all(np.isfinite(s.score) for s in result.scores)
