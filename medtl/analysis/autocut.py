@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ..backbones import Cut, backbone_cuts, create_backbone
 from ..backbones.cuts import LEVELS
@@ -34,7 +33,9 @@ from ..resolve import load_data, model_weights, volume_of
 from ..source import SourceRun
 from ..evaluation.noise import standard_error as validation_error
 from .features import walk_cuts
-from .transferability import SCORES
+from ..training.recipe import default_epochs
+from .multiexit import multi_exit_scores
+from .transferability import SCORES, label_targets, score
 
 METRICS = ("auroc", "auprc")
 ESTIMATORS = ("ridge", *SCORES, "multiexit")  # --cut-estimator; ridge: the default
@@ -133,7 +134,7 @@ def probe_predictions(x: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
     x = torch.as_tensor(x, dtype=torch.float64)
     n = len(x)
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-    t = torch.as_tensor(_targets(y, task))
+    t = torch.as_tensor(label_targets(y, task))
     t = t - t.mean(0)
     u, s, _ = torch.linalg.svd(x, full_matrices=False)  # torch's: numpy's BLAS threads thrash on a busy machine
     projected = u.T @ t
@@ -159,24 +160,6 @@ def standard_error(y: np.ndarray, predictions: np.ndarray, task: str, metric: st
         except DataError:  # a resample with a single class
             continue
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-def _targets(y: np.ndarray, task: str) -> np.ndarray:
-    if task == "multilabel":
-        return y.astype(np.float64)
-    if task == "binary" or int(y.max()) == 1:
-        return (y == 1).astype(np.float64)[:, None]
-    return np.eye(int(y.max()) + 1)[y]
-
-
-def score(y: np.ndarray, predictions: np.ndarray, task: str, metric: str) -> float:
-    """Mean one-vs-rest ``metric`` over the probe's output columns (one column for binary tasks)."""
-    measure = roc_auc_score if metric == "auroc" else average_precision_score
-    truth = y if task == "multilabel" else (_targets(y, task) > 0)
-    values = [measure(truth[:, j], predictions[:, j]) for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(y)]
-    if not values:
-        raise DataError("--cut auto needs training+validation images of at least two classes.")
-    return float(np.mean(values))
 
 
 def sample(y: np.ndarray, limit: int, task: str) -> np.ndarray | None:
@@ -226,7 +209,7 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
                           f"kept only its bottom (cut {weights.spec.cut!r}); give --cut at or before that.")
     if estimator == "multiexit":
         return _multi_exit(backbone, data, image_size, weights, metric, levels, one_se, volume,
-                           dict(epochs=epochs, seed=seed, lr=lr, batch_size=batch_size))
+                           {"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size})
     start = time.perf_counter()
     y = torch.cat([data.train.labels, data.val.labels]).numpy()
     index = sample(y, limit, data.task)
@@ -261,8 +244,6 @@ def score_cuts(cuts: list[Cut], features: list[np.ndarray], y: np.ndarray, task:
 def _multi_exit(backbone: str, data: ImageDataset, image_size: int, weights, metric: str, levels: tuple[str, ...],
                 one_se: bool, volume: str | None, schedule: dict) -> AutoCut:
     """:func:`estimate_cut` by a multi-exit run; the tolerance is the validation metric's standard error."""
-    from .multiexit import multi_exit_scores
-
     run = multi_exit_scores(backbone, data, image_size, weights=weights, levels=levels, metric=metric, volume=volume,
                             **schedule)
     scores = [CutScore(c.name, c.level, w, s) for c, w, s in zip(run.cuts, run.widths, run.scores)]
@@ -284,7 +265,5 @@ def estimate_for(cfg: TrainConfig, metric: str = "auroc") -> AutoCut:
 
 def multi_exit_options(cfg: TrainConfig, data: ImageDataset) -> dict:
     """The multi-exit run's schedule from the run's options."""
-    from ..training.recipe import default_epochs
-
     epochs = cfg.epochs or default_epochs(len(data.train))
     return {"epochs": max(3, epochs // 3), "seed": cfg.seed, "lr": cfg.lr, "batch_size": cfg.batch_size}

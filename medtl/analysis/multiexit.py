@@ -22,6 +22,7 @@ from ..backbones.cuts import LEVELS
 from ..backbones.volume import volume_backbone
 from ..data import ImageDataset, Preprocess
 from .features import cut_outputs
+from .transferability import score
 
 
 @dataclass
@@ -53,8 +54,6 @@ def multi_exit_scores(backbone: str, data: ImageDataset, image_size: int, *, wei
                       ) -> MultiExit:
     """Fine-tune ``backbone`` once on ``data``'s training split with a head at every cut of ``levels`` (AdamW,
     cosine schedule) and score each head on the validation split after every epoch."""
-    from .autocut import score  # the metric the ridge probe is scored by: one definition
-
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()

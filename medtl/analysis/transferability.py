@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from ..errors import DataError
 
 SHRINKAGE_FLOOR = 1e-4
 
@@ -143,6 +146,25 @@ def sfda(x: np.ndarray, y: np.ndarray) -> float:
     moved = p * x + (1 - p) * others[y]
     second, _ = _fisher(moved, y, shrinkage)
     return float(second[np.arange(len(y)), y].mean())
+
+
+def label_targets(y: np.ndarray, task: str) -> np.ndarray:
+    """The regression targets of a probe: one column per class (binary: the positive class only), 0 or 1."""
+    if task == "multilabel":
+        return y.astype(np.float64)
+    if task == "binary" or int(y.max()) == 1:
+        return (y == 1).astype(np.float64)[:, None]
+    return np.eye(int(y.max()) + 1)[y]
+
+
+def score(y: np.ndarray, predictions: np.ndarray, task: str, metric: str) -> float:
+    """Mean one-vs-rest ``metric`` over the probe's output columns (one column for binary tasks)."""
+    measure = roc_auc_score if metric == "auroc" else average_precision_score
+    truth = y if task == "multilabel" else (label_targets(y, task) > 0)
+    values = [measure(truth[:, j], predictions[:, j]) for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(y)]
+    if not values:
+        raise DataError("--cut auto needs training+validation images of at least two classes.")
+    return float(np.mean(values))
 
 
 SCORES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
