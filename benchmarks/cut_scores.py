@@ -6,7 +6,8 @@ against the exhaustive fine-tuned curve that ``benchmarks/cut_choice.py`` left i
 - ``ridge-loo``: medtl's estimate (closed-form leave-one-out ridge probe on train+val, AUROC);
 - ``logistic-val``: logistic regression fitted on the training split, AUROC on the validation split;
 - ``logistic-cv5``: 5-fold stratified cross-validated logistic regression on train+val, AUROC;
-- ``logme``: LogME (You et al., ICML 2021), the evidence of Bayesian linear regression of the one-hot labels.
+- ``logme``: LogME (You et al., ICML 2021), the evidence of Bayesian linear regression of the one-hot labels
+  (:func:`medtl.analysis.transferability.logme`; ``cut_estimators.py`` compares every ``--cut-estimator``).
 
 For each: Spearman's rho between the score and the fine-tuned mean test / validation AUROC across cuts, the test
 AUROC of the highest-scoring cut and its gap to the best cut, and the seconds spent scoring (features excluded).
@@ -23,33 +24,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def logme(x: np.ndarray, y: np.ndarray, iterations: int = 100) -> float:
-    """Mean over classes of the per-image log evidence of y_c ~ N(x w, 1/beta), w ~ N(0, 1/alpha), with alpha and
-    beta at their fixed point (MacKay's updates, as LogME does)."""
-    n, d = x.shape
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    sigma = s ** 2
-    values = []
-    for c in range(int(y.max()) + 1):
-        t = (y == c).astype(float)
-        z = u.T @ t
-        rest = float(t @ t - z @ z)  # the part of t outside the span of x
-        alpha, beta = 1.0, 1.0
-        for _ in range(iterations):
-            gamma = float((beta * sigma / (alpha + beta * sigma)).sum())
-            m2 = float(((beta * s * z / (alpha + beta * sigma)) ** 2).sum())
-            res = float(((alpha * z / (alpha + beta * sigma)) ** 2).sum()) + rest
-            new_alpha, new_beta = gamma / (m2 + 1e-12), (n - gamma) / (res + 1e-12)
-            done = abs(new_alpha - alpha) / alpha < 1e-5 and abs(new_beta - beta) / beta < 1e-5
-            alpha, beta = new_alpha, new_beta
-            if done:
-                break
-        logdet = float(np.log(alpha + beta * sigma).sum()) + (d - len(sigma)) * np.log(alpha)
-        evidence = (n * np.log(beta) + d * np.log(alpha) - n * np.log(2 * np.pi) - beta * res - alpha * m2 - logdet) / 2
-        values.append(evidence / n)
-    return float(np.mean(values))
-
-
 def main(dirs: list[str]) -> None:
     sys.path.insert(0, str(ROOT))
     import torch
@@ -61,6 +35,7 @@ def main(dirs: list[str]) -> None:
     from sklearn.preprocessing import StandardScaler
 
     from medtl.analysis.autocut import pooled_features, probe_predictions, score
+    from medtl.analysis.transferability import logme
     from medtl.resolve import load_data, model_weights
     from medtl.config import TrainConfig
 

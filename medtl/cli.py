@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--reduction-factor", type=_number("factor"), default=2,
                         help="asha: 1/factor of the candidates go on at "
                         "each rung (default: 2)")
+    search.add_argument("--noise-band", type=float, default=1.0, help="asha: a rung also keeps every candidate within "
+                        "this many standard errors of the validation metric below its cut-off (0: ASHA's rule as "
+                        "published; default: 1)")
     _add_grid_flags(search, skip=("cut",))
 
     analyze = sub.add_parser("analyze", help="analyse a trained run").add_subparsers(dest="analysis", required=True)
@@ -282,7 +285,11 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def _config(args: argparse.Namespace, options: dict) -> TrainConfig:
-    return TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
+    cfg = TrainConfig.load(args.config, **options) if args.config else TrainConfig.from_dict(options)
+    if cfg.cut_estimator != "ridge" and cfg.cut != "auto" and getattr(args, "cuts", None) != "auto":
+        raise ConfigError(f"--cut-estimator {cfg.cut_estimator} chooses how --cut auto scores the cuts; add --cut auto "
+                          "(medtl compare: --cuts auto) or drop --cut-estimator.")
+    return cfg
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -373,12 +380,14 @@ def _search(args: argparse.Namespace) -> None:
     cfg, out = _grid_config(args, "search", "runs/search", allowed_cut=True)
     from .compare.halving import Halving
 
-    if args.scheduler is None and (args.grace_epochs, args.reduction_factor) != (3, 2):
-        raise ConfigError("--grace-epochs and --reduction-factor are options of --scheduler asha.")
+    if args.scheduler is None and (args.grace_epochs, args.reduction_factor, args.noise_band) != (3, 2, 1.0):
+        raise ConfigError("--grace-epochs, --reduction-factor and --noise-band are options of --scheduler asha.")
+    if not args.noise_band >= 0:
+        raise ConfigError(f"--noise-band is a number of standard errors, 0 or more; got {args.noise_band}.")
     result = search(cfg, seeds=_seeds(args.seeds), select=args.select_by, next_block=args.next_block,
                     auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose,
                     executor=_executor(args, out), scheduler=args.scheduler,
-                    halving=Halving(cfg.epochs, args.grace_epochs, args.reduction_factor))
+                    halving=Halving(cfg.epochs, args.grace_epochs, args.reduction_factor, args.noise_band))
     print(result.table())
     if cfg.report and (page := report_after(Path(out))):
         result.files.append(page)

@@ -27,6 +27,7 @@ MAX_IMAGE_SIZE = 2048  # 2D: 2048² float images are 16 MB each; larger inputs a
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_CONFIG_BYTES = 1 << 20
 DEFAULT_IMAGE_SIZE = 64  # 2D images, and volume files (resized to this cube when read); see medtl.resolve.image_size_for
+CUT_ESTIMATORS = ("ridge", "logme", "hscore", "nleep", "sfda", "multiexit")  # medtl.analysis.autocut.ESTIMATORS
 VOLUME_MODES = ("acs", "i3d", "2.5d")  # 2D-to-3D conversions (medtl.backbones.volume); here: --help stays light
 TRACKERS = ("mlflow", "tensorboard")  # medtl.tracking's registry (a test keeps them equal); here: --help stays light
 
@@ -87,6 +88,11 @@ class TrainConfig:
     cut: str | None = option(None, "cut point: the last kept layer (see `medtl cuts`), or auto (estimated from one "
                              "forward pass of the pretrained backbone; see README 'Choosing the cut'); default: the "
                              "backbone's mid-level default", grid=False)
+    cut_estimator: str = option("ridge", "with --cut auto: how the cuts are scored: ridge (leave-one-out probe of the "
+                                "pretrained features), logme, hscore, nleep, sfda, or multiexit (one fine-tuning run "
+                                "with a head at every cut, about one fine-tune's time); see "
+                                "docs/guide/cut-estimators.md", choices=CUT_ESTIMATORS, run_only=True,
+                                omit_default=True)
     freeze_to: str | None = option(None, "lwft: last frozen cut", grid=False)
     pretrained_lr_scale: float | None = option(None, "lwft: learning-rate multiplier of the trainable pretrained "
                                                "layers (default 1)", low=0.0, low_open=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .analysis.autocut import AutoCut, estimate_cut
+from .analysis.autocut import AutoCut, estimate_cut, multi_exit_options
 from .config import TrainConfig, default_of, resume_refused
 from .data import ImageDataset, Preprocess
 from .data.balance import warn_imbalance
@@ -106,7 +106,7 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     if cfg.cut == "auto":  # estimate the cut from one forward pass; config.yaml records the pick
         metric = cfg.select if cfg.select in ("auroc", "auprc") else "auroc"
         autocut = estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), metric=metric,
-                               volume=cfg.volume)
+                               volume=cfg.volume, estimator=cfg.cut_estimator, **multi_exit_options(cfg, data))
         if verbose:
             log.info(autocut.table())
         strategy = strategy.with_params(cut=autocut.pick)

@@ -18,6 +18,7 @@ from pathlib import Path
 from .analysis.autocut import estimate_for
 from .artifacts import write_csv, write_json
 from .backbones import backbone_cuts, create_backbone
+from .certainty import Certainty, certainty
 from .compare import (
     Executor,
     LocalExecutor,
@@ -31,6 +32,7 @@ from .tracking import close_grid, open_grid
 from .compare.halving import Halving, history, score, successive_halving
 from .config import TrainConfig
 from .errors import ConfigError
+from .evaluation.noise import noise_of
 from .resolve import load_data
 from .rundir import SearchDir, make_dir
 from .training.recipe import default_epochs
@@ -52,6 +54,7 @@ class SearchResult:
     pick: str
     cost: dict
     files: list[Path]
+    sure: Certainty | None = None
 
     def table(self) -> str:
         select = self.select
@@ -73,6 +76,8 @@ class SearchResult:
             lines.append(f"successive halving picked {self.pick}: {c['epochs']} epochs, {c['train_seconds']:.0f}s of "
                          f"training ({c['fraction_of_exhaustive_epochs_at_most']:.0%} of the at most "
                          f"{c['exhaustive_epochs_at_most']} epochs of an exhaustive search)")
+        if self.sure is not None:
+            lines += self.sure.lines()
         return "\n".join(lines)
 
 
@@ -113,10 +118,11 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     executor = executor or LocalExecutor(workers)
     if scheduler == "asha":
         # the rungs are epochs of one fixed length: the recipe's, when --epochs leaves it to the data size
-        epochs = base.epochs or default_epochs(len(load_data(base).train))
+        data = load_data(base)
+        epochs = base.epochs or default_epochs(len(data.train))
         halving = replace(halving, epochs=epochs) if halving is not None else Halving(epochs)
         return _halving_search(replace(base, epochs=epochs), cuts, list(seeds), select, out, executor, halving,
-                               verbose)
+                               verbose, noise_of(select, data.val.labels.numpy(), data.task))
     planned: list[int] = []  # each run's epochs (the recipe resolves them per run when --epochs is not given)
 
     def fine_tune(names: list[str], stage: int) -> list[dict]:
@@ -144,14 +150,17 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     cost = _cost(rows, len(cuts), len(seeds), max(planned))
     if estimate is not None:
         cost["estimate_seconds"] = estimate.seconds
+    sure = _certainty(base, rows, list(seeds), select, pick, out, estimate)
     return _write(out, rows, select, block_pick, pick, cost, list(seeds), base,
-                  {"stage_two": inner, "estimate": estimate.to_dict() if estimate else None})
+                  {"stage_two": inner, "estimate": estimate.to_dict() if estimate else None}, sure)
 
 
 def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[int], select: str, out: Path,
-                    executor: Executor, plan: Halving, verbose: bool) -> SearchResult:
-    """Every cut a candidate, successive halving on validation ``select``; the pick is the best on validation of
-    the cuts trained to the end. The cost counts every epoch trained, stopped runs' included (``history.csv``)."""
+                    executor: Executor, plan: Halving, verbose: bool, error) -> SearchResult:
+    """Every cut a candidate, successive halving on validation ``select`` (``error``: its standard error at a value,
+    for the noise band); the pick is the best on validation of the cuts trained to the end. The cost counts every
+    epoch trained, stopped runs' included (``history.csv``). Ray Tune's ASHAScheduler knows no noise band, so with
+    one the rungs are decided here and each rung's runs go to the executor (Ray too) as one batch."""
     if plan.grace < 1 or plan.eta < 2:
         raise ConfigError(f"successive halving needs --grace-epochs >= 1 and --reduction-factor >= 2, got "
                           f"{plan.grace} and {plan.eta}.")
@@ -160,9 +169,9 @@ def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[
     candidates = {cut: [r for r in runs if r.cut == cut] for cut in names}
     log.info("search: successive halving of %d cut(s) x %d seed(s), rungs after %s epoch(s), 1/%d go on",
              len(names), len(seeds), ", ".join(map(str, plan.milestones)) or "no", plan.eta)
-    halve = getattr(executor, "halving", None)  # Ray: Tune's ASHAScheduler; otherwise the synchronous rule
+    halve = getattr(executor, "halving", None) if plan.noise == 0 else None  # Ray: Tune's ASHAScheduler
     stopped = (halve(candidates, plan, select, verbose) if halve
-               else successive_halving(candidates, plan, select, executor, verbose))
+               else successive_halving(candidates, plan, select, executor, verbose, error))
     rows = []
     for (cut, level), group in zip(cuts, candidates.values()):
         trained = [history(run) for run in group]
@@ -181,17 +190,29 @@ def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[
     for row in rows:
         row["picked"] = row["cut"] == pick
     cost = _cost(rows, len(cuts), len(seeds), base.epochs)
-    plan_info = {"grace_epochs": plan.grace, "reduction_factor": plan.eta, "milestones": plan.milestones}
-    return _write(out, rows, select, None, pick, cost, seeds, base, {"scheduler": "asha", "halving": plan_info})
+    plan_info = {"grace_epochs": plan.grace, "reduction_factor": plan.eta, "milestones": plan.milestones,
+                 "noise_band_se": plan.noise}
+    sure = _certainty(base, rows, seeds, select, pick, out)
+    return _write(out, rows, select, None, pick, cost, seeds, base, {"scheduler": "asha", "halving": plan_info}, sure)
+
+
+def _certainty(base: TrainConfig, rows: list[dict], seeds: list[int], select: str, pick: str, out: Path,
+               estimate=None) -> Certainty:
+    """How sure the pick is (:mod:`medtl.certainty`), from the finished candidates' validation predictions."""
+    finished = [r["cut"] for r in rows if r.get("stopped_at") is None]
+    runs = build_grid(base, ["truncated"], finished, seeds, None, out)
+    return certainty(rows, {cut: [r.run_dir for r in runs if r.cut == cut] for cut in finished}, select, pick,
+                     estimate)
 
 
 def _write(out: Path, rows: list[dict], select: str, block_pick: str | None, pick: str, cost: dict, seeds: list[int],
-           base: TrainConfig, extra: dict) -> SearchResult:
+           base: TrainConfig, extra: dict, sure: Certainty) -> SearchResult:
     write_csv(out / SearchDir.CSV, rows)
     write_json(out / SearchDir.JSON, {"select": f"val_{select}", "seeds": seeds, "block_pick": block_pick,
-                                     "pick": pick, "cost": cost, "out": str(out), "config": base.to_dict(), **extra})
+                                      "pick": pick, "cost": cost, "out": str(out), "config": base.to_dict(),
+                                      "certainty": sure.to_dict(), **extra})
     close_grid(base, out, [out / SearchDir.CSV, out / SearchDir.JSON])
-    return SearchResult(rows, select, block_pick, pick, cost, [out / SearchDir.CSV, out / SearchDir.JSON])
+    return SearchResult(rows, select, block_pick, pick, cost, [out / SearchDir.CSV, out / SearchDir.JSON], sure)
 
 
 def block_of(cuts: list[tuple[str, str]], name: str) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 from conftest import tiny_npz
 
 from medtl.compare import LocalExecutor, build_grid, fit_run
 from medtl.compare.halving import Halving, history, score, successive_halving
 from medtl.config import TrainConfig
+from medtl.evaluation.noise import noise_of
 from medtl.rundir import RunDir
 
 
@@ -39,6 +41,30 @@ def test_scheduler_and_executor_options_are_refused_where_they_do_not_apply(tmp_
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(ConfigError, match=r"medtl\[ray\]"):
         list(RayExecutor().map(str, [1]))
+
+
+def test_a_rung_keeps_the_best_cut_when_it_sits_inside_the_validation_noise():
+    """The miss of issue 26: the eventual best cut 0.0002 below the rung's median on 78 validation images."""
+    labels = np.r_[np.ones(57), np.zeros(21)].astype(int)  # BreastMNIST's validation split: 57 benign, 21 malignant
+    error = noise_of("auroc", labels, "binary")
+    scores = {"stem": 0.60, "blocks.1": 0.70, "blocks.3": 0.8500, "blocks.4.1": 0.8498, "blocks.5": 0.90,
+              "blocks.6": 0.95}  # the median is 0.8499
+    assert "blocks.4.1" not in Halving(15, noise=0).survivors(scores, error)  # ASHA as published stops it
+    assert "blocks.4.1" not in Halving(15).survivors(scores)  # no noise model given: the published rule
+    kept = Halving(15).survivors(scores, error)  # one standard error (about 0.05 here) below the median
+    assert kept == ["blocks.3", "blocks.4.1", "blocks.5", "blocks.6"]  # still a cut: 0.70 is far outside the noise
+    assert 0.04 < Halving(15).band(scores, error) < 0.06
+    assert Halving(15, noise=4).survivors(scores, error) == ["blocks.1", "blocks.3", "blocks.4.1", "blocks.5",
+                                                             "blocks.6"]
+
+
+def test_noise_band_is_an_option_of_asha_and_not_negative(tmp_path, capsys):
+    from medtl.cli import main
+
+    assert main(["search", "--noise-band", "0", "--out", str(tmp_path)]) == 2
+    assert "--noise-band are options of --scheduler asha" in capsys.readouterr().err
+    assert main(["search", "--scheduler", "asha", "--noise-band", "-1", "--out", str(tmp_path)]) == 2
+    assert "--noise-band is a number of standard errors" in capsys.readouterr().err
 
 
 @pytest.mark.slow

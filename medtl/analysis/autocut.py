@@ -1,4 +1,10 @@
-"""``--cut auto``: choose the cut from one forward pass instead of fine-tuning at every cut.
+"""``--cut auto``: choose the cut from one forward pass (or one multi-exit run) instead of fine-tuning at every cut.
+
+``--cut-estimator`` names how the cuts are scored (:data:`ESTIMATORS`): ``ridge`` (the default, below), the
+transferability scores of :mod:`medtl.analysis.transferability` (``logme``, ``hscore``, ``nleep``, ``sfda``: the
+best score is picked, their units have no standard error), or ``multiexit`` (:mod:`medtl.analysis.multiexit`: one
+fine-tuning run with a head at every cut, each head's validation AUROC/AUPRC, the one-standard-error rule on the
+validation split's noise, :mod:`medtl.evaluation.noise`). docs/guide/cut-estimators.md compares them.
 
 The pretrained backbone sees the training and validation images once; the globally average-pooled features at
 every cut (what the ``avg`` head sees) are scored by the leave-one-out AUROC (or AUPRC) of a ridge probe, and the
@@ -16,7 +22,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ..backbones import Cut, backbone_cuts, create_backbone
 from ..backbones.cuts import LEVELS
@@ -26,9 +31,14 @@ from ..data import ImageDataset, Preprocess
 from ..errors import ConfigError, DataError
 from ..resolve import image_size_for, load_data, model_weights, volume_of
 from ..source import SourceRun
+from ..evaluation.noise import standard_error as validation_error
 from .features import walk_cuts
+from ..training.recipe import default_epochs
+from .multiexit import multi_exit_scores
+from .transferability import SCORES, label_targets, score
 
 METRICS = ("auroc", "auprc")
+ESTIMATORS = ("ridge", *SCORES, "multiexit")  # --cut-estimator; ridge: the default
 MAX_IMAGES = 2000  # a stratified sample of train+val this large scores the cuts on larger data sets (see sample)
 LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0)  # ridge penalties per image, on standardised features
 
@@ -57,19 +67,37 @@ class AutoCut:
     image_size: int
     seconds: float
     sampled: bool = False
+    estimator: str = "ridge"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def ranking(self) -> list[CutScore]:
+        """The cuts from the best score down (the shallower first among equal scores)."""
+        return sorted(self.scores, key=lambda s: -s.score)
+
     def table(self) -> str:
-        lines = [f"--cut auto: leave-one-out {self.metric.upper()} of a ridge probe on pooled pretrained features "
-                 f"({self.images} train+val images{' (a stratified sample)' if self.sampled else ''}, "
-                 f"{self.image_size} px, {self.seconds:.1f}s); pick: the "
-                 f"shallowest cut within {self.tolerance:.4f} (one standard error) of the best"]
+        what = DESCRIPTIONS[self.estimator].format(metric=self.metric.upper())
+        rule = (f"the shallowest cut within {self.tolerance:.4f} (one standard error) of the best" if self.tolerance
+                else "the best score")
+        lines = [f"--cut auto ({self.estimator}): {what} ({self.images} "
+                 f"{'train' if self.estimator == 'multiexit' else 'train+val'} images"
+                 f"{' (a stratified sample)' if self.sampled else ''}, {self.image_size} px, {self.seconds:.1f}s); "
+                 f"pick: {rule}"]
         lines += [f"  {s.cut:<28}{s.level:<7}{s.channels:>6} ch  {s.score:.4f}"
                   f"{'  <- pick' if s.cut == self.pick else ''}{'  (best)' if s.cut == self.best != self.pick else ''}"
                   for s in self.scores]
         return "\n".join(lines)
+
+
+DESCRIPTIONS = {
+    "ridge": "leave-one-out {metric} of a ridge probe on pooled pretrained features",
+    "logme": "LogME evidence of the pooled pretrained features",
+    "hscore": "regularised H-score of the pooled pretrained features",
+    "nleep": "NLEEP of the pooled pretrained features",
+    "sfda": "SFDA score of the pooled pretrained features",
+    "multiexit": "validation {metric} of a head at every cut of one multi-exit fine-tuning run",
+}
 
 
 @torch.no_grad()
@@ -106,7 +134,7 @@ def probe_predictions(x: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
     x = torch.as_tensor(x, dtype=torch.float64)
     n = len(x)
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-    t = torch.as_tensor(_targets(y, task))
+    t = torch.as_tensor(label_targets(y, task))
     t = t - t.mean(0)
     u, s, _ = torch.linalg.svd(x, full_matrices=False)  # torch's: numpy's BLAS threads thrash on a busy machine
     projected = u.T @ t
@@ -134,24 +162,6 @@ def standard_error(y: np.ndarray, predictions: np.ndarray, task: str, metric: st
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def _targets(y: np.ndarray, task: str) -> np.ndarray:
-    if task == "multilabel":
-        return y.astype(np.float64)
-    if task == "binary" or int(y.max()) == 1:
-        return (y == 1).astype(np.float64)[:, None]
-    return np.eye(int(y.max()) + 1)[y]
-
-
-def score(y: np.ndarray, predictions: np.ndarray, task: str, metric: str) -> float:
-    """Mean one-vs-rest ``metric`` over the probe's output columns (one column for binary tasks)."""
-    measure = roc_auc_score if metric == "auroc" else average_precision_score
-    truth = y if task == "multilabel" else (_targets(y, task) > 0)
-    values = [measure(truth[:, j], predictions[:, j]) for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(y)]
-    if not values:
-        raise DataError("--cut auto needs training+validation images of at least two classes.")
-    return float(np.mean(values))
-
-
 def sample(y: np.ndarray, limit: int, task: str) -> np.ndarray | None:
     """Indices of a seeded sample of ``limit`` images, stratified by class (multi-label: uniform), or ``None`` when
     there are no more than ``limit``. The probe's scores settle well before the set is exhausted, while the forward
@@ -170,7 +180,8 @@ def sample(y: np.ndarray, limit: int, task: str) -> np.ndarray | None:
 
 def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights: str | dict = "imagenet",
                  metric: str = "auroc", levels: tuple[str, ...] = LEVELS, one_se: bool = True,
-                 limit: int = MAX_IMAGES, volume: str | None = None) -> AutoCut:
+                 limit: int = MAX_IMAGES, volume: str | None = None, estimator: str = "ridge",
+                 epochs: int = 5, seed: int = 0, lr: float = 1e-3, batch_size: int = 64) -> AutoCut:
     """Score every cut of ``backbone`` (of the given ``levels``) on ``data``'s train+val images and pick one.
 
     Args:
@@ -181,7 +192,14 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
             shallower cut gives the smaller model. Otherwise pick the best score.
         limit: score a stratified sample of this many train+val images when there are more (:func:`sample`).
         volume: for volume data, the 2D-to-3D conversion of the backbone (acs, i3d, 2.5d).
+        estimator: how the cuts are scored (:data:`ESTIMATORS`).
+        epochs, seed, lr, batch_size: of the multi-exit run (``estimator="multiexit"``).
     """
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"--cut-estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}.")
+    if estimator in SCORES and data.task == "multilabel":
+        raise ConfigError(f"--cut-estimator {estimator} scores one class per image; for multi-label data use ridge "
+                          f"or multiexit.")
     if metric not in METRICS:
         raise ConfigError(f"--cut auto scores cuts by auroc or auprc, not {metric!r}.")
     if weights in (None, "none", "random"):
@@ -189,6 +207,9 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
     if isinstance(weights, SourceRun):
         raise ConfigError(f"--cut auto scores every cut of the pretrained backbone, but the source run {weights.path} "
                           f"kept only its bottom (cut {weights.spec.cut!r}); give --cut at or before that.")
+    if estimator == "multiexit":
+        return _multi_exit(backbone, data, image_size, weights, metric, levels, one_se, volume,
+                           {"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size})
     start = time.perf_counter()
     y = torch.cat([data.train.labels, data.val.labels]).numpy()
     index = sample(y, limit, data.task)
@@ -196,20 +217,53 @@ def estimate_cut(backbone: str, data: ImageDataset, image_size: int, *, weights:
                                      volume=volume)
     if index is not None:
         y = y[index]
+    scores, best, tolerance, pick = score_cuts(cuts, features, y, data.task, metric, estimator, one_se)
+    return AutoCut(pick, best, tolerance, metric, scores, len(y), image_size, time.perf_counter() - start,
+                   sampled=index is not None, estimator=estimator)
+
+
+def score_cuts(cuts: list[Cut], features: list[np.ndarray], y: np.ndarray, task: str, metric: str = "auroc",
+               estimator: str = "ridge", one_se: bool = True) -> tuple[list[CutScore], str, float, str]:
+    """Every cut's score by a one-pass ``estimator`` on its pooled ``features``; the best cut, the tolerance (ridge:
+    one bootstrap standard error of the best score; the other scores have none) and the pick (the shallowest cut
+    within the tolerance of the best)."""
     scores, predictions = [], []
     for cut, x in zip(cuts, features):
-        predictions.append(probe_predictions(x, y, data.task))
-        scores.append(CutScore(cut.name, cut.level, x.shape[1], score(y, predictions[-1], data.task, metric)))
+        if estimator == "ridge":
+            predictions.append(probe_predictions(x, y, task))
+            value = score(y, predictions[-1], task, metric)
+        else:
+            value = SCORES[estimator](x, y)
+        scores.append(CutScore(cut.name, cut.level, x.shape[1], value))
     best = max(range(len(scores)), key=lambda i: scores[i].score)  # the first (shallowest) of equal scores
-    tolerance = standard_error(y, predictions[best], data.task, metric) if one_se else 0.0
+    tolerance = standard_error(y, predictions[best], task, metric) if one_se and predictions else 0.0
     pick = next(s for s in scores if s.score >= scores[best].score - tolerance)
-    return AutoCut(pick.cut, scores[best].cut, tolerance, metric, scores, len(y), image_size,
-                   time.perf_counter() - start, sampled=index is not None)
+    return scores, scores[best].cut, tolerance, pick.cut
+
+
+def _multi_exit(backbone: str, data: ImageDataset, image_size: int, weights, metric: str, levels: tuple[str, ...],
+                one_se: bool, volume: str | None, schedule: dict) -> AutoCut:
+    """:func:`estimate_cut` by a multi-exit run; the tolerance is the validation metric's standard error."""
+    run = multi_exit_scores(backbone, data, image_size, weights=weights, levels=levels, metric=metric, volume=volume,
+                            **schedule)
+    scores = [CutScore(c.name, c.level, w, s) for c, w, s in zip(run.cuts, run.widths, run.scores)]
+    best = max(range(len(scores)), key=lambda i: scores[i].score)
+    tolerance = validation_error(metric, scores[best].score, data.val.labels.numpy(), data.task) if one_se else 0.0
+    pick = next(s for s in scores if s.score >= scores[best].score - tolerance)
+    return AutoCut(pick.cut, scores[best].cut, tolerance, metric, scores, len(data.train), image_size, run.seconds,
+                   estimator="multiexit")
 
 
 def estimate_for(cfg: TrainConfig, metric: str = "auroc") -> AutoCut:
-    """:func:`estimate_cut` on ``cfg``'s data, backbone, image size and pretrained weights: the estimate a grid or
-    a search makes once for all its runs."""
+    """:func:`estimate_cut` on ``cfg``'s data, backbone, image size, pretrained weights and ``cut_estimator`` (a
+    multi-exit run takes the run's learning rate, batch size, seed and a third of its epochs, at least 3): the
+    estimate a grid or a search makes once for all its runs."""
     data = load_data(cfg)
     return estimate_cut(cfg.backbone, data, image_size_for(cfg, data), weights=model_weights(cfg), metric=metric,
-                        volume=volume_of(cfg, data))
+                        volume=volume_of(cfg, data), estimator=cfg.cut_estimator, **multi_exit_options(cfg, data))
+
+
+def multi_exit_options(cfg: TrainConfig, data: ImageDataset) -> dict:
+    """The multi-exit run's schedule from the run's options."""
+    epochs = cfg.epochs or default_epochs(len(data.train))
+    return {"epochs": max(3, epochs // 3), "seed": cfg.seed, "lr": cfg.lr, "batch_size": cfg.batch_size}

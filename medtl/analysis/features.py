@@ -18,9 +18,9 @@ def _partial(container: nn.Module, n: int) -> nn.Module:
     return part
 
 
-@torch.no_grad()
-def walk_cuts(model: nn.Module, cuts: list[Cut], x: torch.Tensor) -> Iterator[tuple[Cut, torch.Tensor]]:
-    """Yield ``(cut, features)`` for each of ``cuts`` (in execution order) for the batch ``x``.
+def cut_outputs(model: nn.Module, cuts: list[Cut], x: torch.Tensor) -> Iterator[tuple[Cut, torch.Tensor]]:
+    """Yield ``(cut, features)`` for each of ``cuts`` (in execution order) for the batch ``x``, with gradients (a
+    multi-exit run trains through them); :func:`walk_cuts` is the same without.
 
     ``model`` holds the units under their backbone paths: a full backbone or a :class:`~medtl.backbones.Trunk`.
     """
@@ -37,3 +37,7 @@ def walk_cuts(model: nn.Module, cuts: list[Cut], x: torch.Tensor) -> Iterator[tu
             yield cut, _partial(model.get_submodule(path), n)(x)
         else:
             yield cut, x
+
+
+walk_cuts = torch.no_grad()(cut_outputs)
+walk_cuts.__doc__ = """:func:`cut_outputs` without gradients: the features at every cut from one forward pass."""

@@ -36,13 +36,13 @@ def run_task(run_dir: Path) -> str:
     return json.loads((run_dir / RunDir.MODEL).read_text())["task"]
 
 
-def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """Labels (N,), the model's own class probabilities (N, C) and the task of a run's ``predictions_test.csv``."""
-    with open(run_dir / RunDir.PREDICTIONS, newline="") as f:
+def read_predictions(run_dir: Path, split: str = "test") -> tuple[np.ndarray, np.ndarray, str]:
+    """Labels (N,), the model's own class probabilities (N, C) and the task of a run's ``predictions_<split>.csv``."""
+    path = run_dir / f"predictions_{split}.csv"
+    with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or "label" not in rows[0]:
-        raise ValueError(f"{run_dir / 'predictions_test.csv'} has no 'label' column (multi-label runs have no "
-                         "single AUROC to test)")
+        raise ValueError(f"{path} has no 'label' column (multi-label runs have no single AUROC to test)")
     columns = [c for c in rows[0] if c.startswith("prob_")]
     labels = np.array([int(r["label"]) for r in rows])
     return labels, np.array([[float(r[c]) for c in columns] for r in rows]), run_task(run_dir)
