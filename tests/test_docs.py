@@ -10,6 +10,7 @@ import html
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_PACKAGES = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "pymdownx")
 README_MAX_LINES = 250
+# the offline plugin writes page.html (not page/index.html), so the site also works from file://
+MAIN_PAGES = ("index.html", "getting-started/builtin-data.html", "guide/choosing-the-cut.html",
+              "results/index.html", "reference/cli.html")
 
 
 def _missing_docs_packages() -> list[str]:
@@ -118,18 +122,17 @@ def test_generated_cli_reference_has_every_command():
 
 
 def test_site_builds_strict_with_the_cli_reference(site):
-    page = site / "reference" / "cli" / "index.html"
+    page = site / "reference" / "cli.html"
     text = _text(page.read_text(encoding="utf-8"))
     for flags, help_text in train_help():  # Markdown renders `code` without its backticks
         assert help_text.replace("`", "") in text, f"the built CLI reference lacks the help of {flags[0]}"
-    for page in ("index.html", "getting-started/builtin-data/index.html", "results/index.html",
-                 "reference/api/index.html", "changelog/index.html"):
+    for page in MAIN_PAGES + ("reference/api.html", "changelog.html"):
         assert (site / page).is_file(), page
 
 
 def test_api_reference_has_no_sphinx_roles(site):
     """mkdocstrings prints reST roles literally: the documented docstrings use Markdown."""
-    text = _text((site / "reference" / "api" / "index.html").read_text(encoding="utf-8"))
+    text = _text((site / "reference" / "api.html").read_text(encoding="utf-8"))
     assert "train(" in text and "load_dataset(" in text
     roles = re.findall(r":(?:class|func|meth|mod|data|attr):`[^`]*`", text)
     assert not roles, roles
@@ -137,7 +140,7 @@ def test_api_reference_has_no_sphinx_roles(site):
 
 
 def test_changelog_page_includes_changelog(site):
-    text = _text((site / "changelog" / "index.html").read_text(encoding="utf-8"))
+    text = _text((site / "changelog.html").read_text(encoding="utf-8"))
     assert "Unreleased" in text and "0.1.0" in text
 
 
@@ -147,3 +150,23 @@ def test_readme_is_short_and_its_links_resolve():
     for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme):
         if "://" not in target:
             assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+
+
+@pytest.mark.slow  # a browser start per page
+@pytest.mark.parametrize("page", MAIN_PAGES)
+def test_main_pages_render_in_chromium_without_errors(site, page, tmp_path):
+    """From file://, with name resolution off: no script error, no failed or remote load, the content is there."""
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+                   None)
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must render the documentation in Chromium, and none is installed (.ci/run installs it).")
+        pytest.skip("no Chromium here (apt-get install chromium); CI runs this test")
+    done = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+                           "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+                           "--dump-dom", (site / page).as_uri()], capture_output=True, text=True, timeout=180)
+    errors = [line for line in done.stderr.splitlines()
+              if re.search(r"Uncaught|Failed to load|net::ERR|:CONSOLE\(\d+\)\] .*error", line, re.I)]
+    assert not errors, errors
+    assert 'class="md-content"' in done.stdout and "<h1" in done.stdout

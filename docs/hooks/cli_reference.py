@@ -66,8 +66,8 @@ def _number(x: float) -> str:
 
 
 def _usage(parser: argparse.ArgumentParser) -> str:
-    """Usage wrapped at 100 columns whatever the terminal that builds the docs."""
-    formatter = argparse.HelpFormatter(parser.prog, width=100)
+    """Usage wrapped at 90 columns whatever the terminal that builds the docs."""
+    formatter = argparse.HelpFormatter(parser.prog, width=90)
     formatter.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups, prefix="")
     return formatter.format_help().strip("\n")
 
