@@ -48,8 +48,8 @@ def _require_mkdocs() -> None:
 
 def _env() -> dict[str, str]:
     """This checkout's medtl first on the path, wide help output, mkdocs' banners off."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-            "COLUMNS": "200", "NO_MKDOCS_2_WARNING": "1"}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "COLUMNS": "200", "NO_MKDOCS_2_WARNING": "1"}
 
 
 def _cli_reference_module():

@@ -1,4 +1,5 @@
-"""A saved model reloads with medtl, and with plain timm + safetensors (the snippet in docs/getting-started/outputs.md), identically."""
+"""A saved model reloads with medtl, and with plain timm + safetensors (the snippet in
+docs/getting-started/outputs.md), identically."""
 from __future__ import annotations
 
 import json
