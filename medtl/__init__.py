@@ -1,13 +1,15 @@
 """medtl: transfer learning for medical image classification, built around TruncatedTL (Peng et al., BMVC 2023):
 keep and fine-tune only the bottom of an ImageNet-pretrained CNN, discard the rest, attach a new head.
 
-Flat public API::
+Flat public API:
 
-    import medtl
-    result = medtl.train(data="breastmnist", backbone="efficientnet_lite0", strategy="truncated", cut="blocks.4")
-    model = medtl.load_model(result.run_dir)
+```python
+import medtl
+result = medtl.train(data="breastmnist", backbone="efficientnet_lite0", strategy="truncated", cut="blocks.4")
+model = medtl.load_model(result.run_dir)
+```
 
-Names are imported on first use (PEP 562), so ``import medtl`` and ``medtl --help`` do not load torch.
+Names are imported on first use (PEP 562), so `import medtl` and `medtl --help` do not load torch.
 """
 from __future__ import annotations
 

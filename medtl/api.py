@@ -33,16 +33,34 @@ def train(config: TrainConfig | None = None, *, run_dir: str | Path | None = Non
     """Train one model and evaluate it once on the test split.
 
     Args:
-        config: a :class:`TrainConfig`; ``options`` override its fields (``medtl.train(cut="layer3")``).
+        config: a `TrainConfig`; `options` override its fields.
         run_dir: write the run exactly here (created if missing) instead of a new timestamped directory under
-            ``out``; a grid (``medtl compare``) uses it to find its runs again.
+            `out`; a grid (`medtl compare`) uses it to find its runs again.
+        verbose: print the schedule, progress and the summary line.
+        **options: any `TrainConfig` field, by its name (`cut="layer3"`, `epochs=10`): the flags of `medtl train`.
+
+    Returns:
+        The test metrics, the model, the run directory and the resolved configuration.
+
+    Example:
+        `medtl.train(data="breastmnist", cut="blocks.4").metrics["test_auroc"]`
     """
     cfg = TrainConfig.from_dict({**(config or TrainConfig()).to_dict(), **options})
     return reported(experiment.start(cfg, run_dir, verbose))
 
 
 def resume(run: str | Path, *, verbose: bool = True, **options) -> RunResult:
-    """Continue an interrupted run (``options`` may extend ``epochs``/``patience`` or change run-only options)."""
+    """Continue an interrupted run from its last checkpoint; it ends as an uninterrupted run would.
+
+    Args:
+        run: the run directory.
+        verbose: print progress and the summary line.
+        **options: `epochs` (extends the run), `patience`, or run-only options (`threads`, `device`, ...); any other
+            option is refused, since the checkpoint holds the configuration's fingerprint.
+
+    Returns:
+        The run's result, as `train` returns it.
+    """
     return reported(experiment.resume(run, options, verbose))
 
 
@@ -55,11 +73,24 @@ def reported(result: RunResult) -> RunResult:
 
 def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None = None, split: str | None = None,
              out: str | Path | None = None, tta: str = "none") -> dict:
-    """Score a saved run: without ``data``, exactly the images of ``split`` (default test) the run was trained and
-    tested on (its splits drawn again from its config, and checked against the run's record of them); with ``data``,
-    every image of another data set whose class names are among the model's (even a single class), or only its
-    given ``split``. Metrics that need two classes are None on a single-class set. ``tta="hflip"`` averages each
-    image's probabilities with its mirror's."""
+    """Score a saved run on its own test images or on another data set.
+
+    Args:
+        run: the run directory.
+        data: another data set (as for `train`); its class names must be among the model's (even a single class).
+            None: exactly the images the run was trained and tested on (its splits drawn again from its config and
+            checked against the run's record of them).
+        data_root: where MedMNIST files are, for `data`.
+        split: the split to score; default: test of the run's own data, every image of `data`.
+        out: also write `predictions_<split>.csv` and `metrics_<split>.json` here.
+        tta: `"hflip"` averages each image's probabilities with its mirror's.
+
+    Returns:
+        The metrics; those that need two classes are None on a single-class set.
+
+    Raises:
+        DataError: the run's data changed since training, or `data` does not fit the model.
+    """
     run = RunDir(run)
     model = run.load_model()
     spec = model.spec
@@ -99,9 +130,23 @@ def evaluate(run: str | Path, data: str | None = None, *, data_root: str | None 
 
 def ensemble(runs: list[str | Path], out: str | Path, *, bootstrap: int = 2000, seed: int = 0,
              target_sensitivity: float | None = None, report: bool = True) -> EnsembleResult:
-    """Average the class probabilities of finished runs scored on the same images (seeds, cuts, image sizes) and
-    write an ensemble directory (``metrics.json``, ``predictions_{val,test}.csv``, ``MODEL_CARD.md``, ``report.html``)
-    that ``medtl predict`` accepts. Threshold and temperature are chosen on the averaged validation probabilities."""
+    """Average the class probabilities of finished runs scored on the same images (seeds, cuts, image sizes).
+
+    Threshold and temperature are chosen on the averaged validation probabilities, so selection stays on validation.
+
+    Args:
+        runs: finished run directories; runs not scored on the same images are refused.
+        out: the ensemble directory (`metrics.json`, `predictions_{val,test}.csv`, `MODEL_CARD.md`, `report.html`,
+            `ensemble.json`), which `medtl predict` accepts.
+        bootstrap: resamples for the 95% confidence intervals (0: none).
+        seed: seed of the bootstrap.
+        target_sensitivity: binary tasks: choose the threshold that reaches this validation sensitivity instead of
+            Youden's J.
+        report: write `report.html`.
+
+    Returns:
+        The ensemble's metrics and directory.
+    """
     result = average_runs(runs, out, bootstrap=bootstrap, seed=seed, target_sensitivity=target_sensitivity)
     if report:
         report_after(result.out)
@@ -110,8 +155,20 @@ def ensemble(runs: list[str | Path], out: str | Path, *, bootstrap: int = 2000, 
 
 def cuts(backbone: str, num_classes: int = 2, image_size: int = 224, in_chans: int = 3, head: str = "avg",
          macs: bool = True, volume: str | None = None) -> list[dict]:
-    """Every cut point of ``backbone``: level, feature shape, kept parameters (head included) and MACs; with
-    ``volume`` (acs, i3d, 2.5d) those of the 3D model on ``image_size``-cubed volumes."""
+    """Every cut point of a backbone, with what truncating there keeps.
+
+    Args:
+        backbone: a backbone name (`medtl backbones` lists them).
+        num_classes: outputs of the head.
+        image_size: input side in pixels (voxels with `volume`).
+        in_chans: input channels.
+        head: `"avg"` (pooled) or `"flatten"`.
+        macs: count MACs (slower).
+        volume: `"acs"`, `"i3d"` or `"2.5d"`: the 3D model on `image_size`-cubed volumes.
+
+    Returns:
+        One dict per cut: `cut`, `level`, `feature_shape`, `parameters` (head included) and `macs`.
+    """
     rows = []
     for cut in backbone_cuts(create_backbone(backbone, None, in_chans)[0]):
         model = build_classifier(backbone, num_classes, cut=cut.name, weights=None, in_chans=in_chans,

@@ -30,6 +30,12 @@ def weights_sha256(directory: str | Path) -> str:
 
 
 def save_model(model: Classifier, directory: Path) -> None:
+    """Write `model.safetensors` (weights only) and `model.json` (its `ModelSpec`) into `directory`, atomically.
+
+    Args:
+        model: a classifier built by medtl.
+        directory: an existing directory.
+    """
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -38,7 +44,17 @@ def save_model(model: Classifier, directory: Path) -> None:
 
 
 def load_model(directory: str | Path) -> Classifier:
-    """Rebuild a saved classifier from ``model.json`` and load ``model.safetensors`` (strictly)."""
+    """Rebuild a saved classifier from `model.json` and load `model.safetensors` (strictly).
+
+    Args:
+        directory: a run directory, or any directory holding `model.json` and `model.safetensors`.
+
+    Returns:
+        The classifier in eval mode; `model.spec` says how to preprocess its input.
+
+    Raises:
+        ConfigError: the files are missing, damaged or of another model.
+    """
     from safetensors.torch import load_file
 
     directory = Path(directory)

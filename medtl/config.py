@@ -58,7 +58,11 @@ def option(default: Any = None, help: str = "", *, choices: tuple = (), low: flo
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on (saved as ``config.yaml`` in the run directory)."""
+    """Everything a training run depends on (saved as `config.yaml` in the run directory).
+
+    Each field is a flag of `medtl train` and a YAML key; its help, allowed range and behaviour (`run_only`, saved,
+    `--resume`, grids) are its metadata, listed in the command-line reference.
+    """
 
     # data
     data: str = option("breastmnist", "MedMNIST name (breastmnist, pneumoniamnist_64, ...), an ImageFolder "

@@ -1,6 +1,6 @@
 """Errors a user can act on.
 
-Every error raised for bad input derives from :class:`MedtlError`; the command line prints its message
+Every error raised for bad input derives from `MedtlError`; the command line prints its message
 (no traceback) and exits with status 2.
 """
 from __future__ import annotations

@@ -56,7 +56,15 @@ log = logging.getLogger("medtl")
 
 @dataclass
 class RunResult:
-    """What a training run returns: test metrics (plus validation metrics of the selected epoch), the model."""
+    """What a training run returns.
+
+    Attributes:
+        metrics: test metrics with confidence intervals, validation metrics of the selected epoch, cost and
+            provenance (what `metrics.json` holds).
+        model: the selected model.
+        run_dir: the run directory.
+        config: the resolved configuration.
+    """
 
     metrics: dict
     model: Classifier

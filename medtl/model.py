@@ -110,7 +110,7 @@ class TapHead(nn.Module):
 
 @dataclass
 class ModelSpec:
-    """Everything needed to rebuild a trained classifier without medtl's training code (saved as model.json)."""
+    """Everything needed to rebuild a trained classifier without medtl's training code (saved as `model.json`)."""
 
     backbone: str
     library: str
@@ -277,13 +277,30 @@ def build_classifier(
         volume: str | None = None,
         taps: list[str] | str | None = None,
 ) -> Classifier:
-    """Create ``backbone`` with ``weights``, drop everything after ``cut`` (None: keep the whole backbone) and
-    attach a freshly initialised head for ``num_classes`` outputs. With ``slim_from`` (TransFusion), the blocks
-    after that cut are rebuilt with 1/``shrink`` of their channels and random weights. ``ordinal_head``: a
-    cumulative-link head over the classes in their order (:class:`CumulativeLink`). With ``volume`` (``acs``,
-    ``i3d``, ``2.5d``) the kept trunk is converted to take volumes, its 2D weights made 3D
-    (:mod:`medtl.backbones.volume`). ``taps`` (Head2Toe): the units, or ``"all"`` of them, whose pooled outputs feed a
-    :class:`TapHead` instead of the usual head."""
+    """Create a backbone with its weights, drop everything after the cut and attach a freshly initialised head.
+
+    Args:
+        backbone: a backbone name (`medtl backbones`), `timm:<name>` or `torchvision:<name>`.
+        num_classes: outputs of the head.
+        cut: the last kept cut point (`medtl cuts`); None keeps the whole backbone.
+        weights: `"imagenet"`, None (random) or a weights file.
+        in_chans: input channels (grey images meet RGB weights by summing the first convolution's kernels).
+        image_size: input side, for the head's input shape.
+        head: `"avg"` (pooled) or `"flatten"`.
+        classes: class names, stored in the model's spec.
+        task: `"binary"`, `"multiclass"` or `"multilabel"`.
+        slim_from: TransFusion: the blocks after this cut are rebuilt with 1/`shrink` of their channels and random
+            weights.
+        shrink: channel divisor for `slim_from`.
+        ordinal_head: a cumulative-link head over the classes in their order (`CumulativeLink`).
+        volume: `"acs"`, `"i3d"` or `"2.5d"`: the kept trunk is converted to take volumes, its 2D weights made 3D
+            (`medtl.backbones.volume`).
+        taps: Head2Toe: the units, or `"all"` of them, whose pooled outputs feed a `TapHead` instead of the usual
+            head.
+
+    Returns:
+        The classifier (trunk + head) with its `ModelSpec`.
+    """
     model, spec = create_backbone(backbone, weights, in_chans)
     cuts = backbone_cuts(model)
     chosen = find_cut(cuts, cut) if cut else cuts[-1]

@@ -1,4 +1,5 @@
-"""A saved model reloads with medtl, and with plain timm + safetensors (the README's snippet), identically."""
+"""A saved model reloads with medtl, and with plain timm + safetensors (the snippet in
+docs/getting-started/outputs.md), identically."""
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def test_plain_python_reload_without_medtl(tmp_path):
                                    image_size=64).eval()
     save_model(model, tmp_path)
     run = tmp_path
-    # --- the README snippet, verbatim in substance: nothing from medtl below ---
+    # --- the docs' snippet (getting-started/outputs.md), verbatim in substance: nothing from medtl below ---
     spec, state = json.load(open(f"{run}/model.json")), load_file(f"{run}/model.safetensors")
     net = timm.create_model(spec["arch"], in_chans=spec["in_chans"])
     net.load_state_dict({k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")}, strict=False)

@@ -38,7 +38,7 @@ from ..files import check_out_dir, make_dir, write_json
 from . import load_dataset
 from .dataset import SPLITS, ImageDataset
 
-NEAR_THRESHOLD = 0.98  # see README "Data": the pairs each threshold flags on BreastMNIST and the chest X-rays
+NEAR_THRESHOLD = 0.98  # docs/results/other.md: the pairs each threshold flags on BreastMNIST and the chest X-rays
 EMBED_SIZE = 16
 BLOCK = 2048  # rows of one similarity block: 2048 x 10,000 float32 = 80 MB
 MINORITY = 0.05  # a mode held by fewer than this fraction of images is odd

@@ -28,34 +28,50 @@ def load_dataset(
     all_test: bool = False,
     reading: Reading = Reading(),
 ) -> ImageDataset:
-    """Load a data set named or located by ``spec``, resolved in this order:
+    """Load a data set named or located by `spec` into memory.
 
-    1. a MedMNIST name, optionally with a size suffix (``breastmnist``, ``pneumoniamnist_64``, ``adrenalmnist3d_64``);
-       the file is taken from ``root``, else ``~/.medmnist``, else (``breastmnist`` and ``adrenalmnist3d`` at 28) the
-       copy built into the package, else
-       downloaded into ``root`` (or ``~/.medmnist``) when ``download``; it is md5-verified and kept at native size;
-    2. a ``.npz`` file in MedMNIST layout (``train_images`` ... ``test_labels``);
-    3. a folder: ``<split>/<class>/*`` (train required; split folders are ``train``/``training``,
-       ``val``/``valid``/``validation``, ``test``/``testing`` in any case) or ``<class>/*``;
-    4. a ``.csv`` manifest with columns ``path,label`` and optionally ``split`` and a group column.
+    `spec` is resolved in this order:
 
-    Folder and CSV images are resized to ``image_size`` at load; volume files (NIfTI, DICOM series) to a cube of
-    ``image_size``; files are read as ``reading`` says (window, spacing, the DICOM 2D/3D rule; see
-    :mod:`medtl.data.readers`). Splits they do not give are drawn stratified from train with the ``split``
-    fractions (train, val, test) and ``seed``; the same seed gives the same split. A CSV
-    group column (``group_by``; by default a column named ``group``, if present), or for DICOM files the attribute
-    ``group_by`` names (``PatientID``, ``StudyInstanceUID``; stored as salted hashes), keeps each patient or study on
-    one side of every drawn split. ``source["splits"]``, ``source["split_note"]`` and ``source["split"]`` record which
-    splits were given and how the others were drawn. ``root`` only applies to MedMNIST names. Unreadable folder or
-    CSV images fail the load, naming the files; with ``skip_bad_images`` they are left out and listed in the data
-    set's ``skipped``.
+    1. a MedMNIST name, optionally with a size suffix (`breastmnist`, `pneumoniamnist_64`, `adrenalmnist3d_64`);
+       the file is taken from `root`, else `~/.medmnist`, else (`breastmnist` and `adrenalmnist3d` at 28) the copy
+       built into the package, else downloaded into `root` (or `~/.medmnist`) when `download`; it is md5-verified
+       and kept at native size;
+    2. a `.npz` file in MedMNIST layout (`train_images` ... `test_labels`);
+    3. a folder: `<split>/<class>/*` (train required; split folders are `train`/`training`,
+       `val`/`valid`/`validation`, `test`/`testing` in any case) or `<class>/*`;
+    4. a `.csv` manifest with columns `path,label` and optionally `split` and a group column.
 
-    External evaluation: ``classes`` (a trained model's class names, in its order) maps a folder's class folders or
-    a CSV's labels onto that list, so a folder may hold only some of the classes, even one; a name that is not in
-    ``classes`` is a DataError naming it and the model's classes. For ``.npz`` and MedMNIST data the labels are
-    already indices: ``classes`` must list at least as many classes (MedMNIST: the same names). With ``all_test``
-    every image (of every given split) goes to the test split and train and val are empty, so that
-    ``medtl evaluate RUN --data FOLDER`` scores every image of an external folder; nothing is drawn.
+    Splits the data does not give are drawn stratified from train; `source["splits"]`, `source["split_note"]` and
+    `source["split"]` of the result record which splits were given and how the others were drawn.
+
+    Args:
+        spec: a MedMNIST name, or the path of a folder, `.csv` or `.npz`.
+        root: where MedMNIST files are (MedMNIST names only).
+        image_size: folder and CSV images are resized to it at load; volume files (NIfTI, DICOM series) to a cube
+            of it.
+        split: train, val, test fractions of the splits drawn when the data does not give them.
+        seed: seed of the drawn splits; the same seed gives the same split.
+        download: download a missing MedMNIST file.
+        skip_bad_images: leave unreadable folder or CSV images out (listed in the data set's `skipped`) instead of
+            failing with a `DataError` that names them.
+        group_by: a CSV column of patient or study ids (default: a column named `group`, if present), or for DICOM
+            files the attribute it names (`PatientID`, `StudyInstanceUID`; stored as salted hashes); each group
+            stays on one side of every drawn split.
+        classes: external evaluation: a trained model's class names, in its order; a folder's class folders or a
+            CSV's labels are mapped onto it, so a folder may hold only some of the classes, even one. A name not in
+            `classes` is a `DataError`. For `.npz` and MedMNIST data the labels are already indices: `classes` must
+            list at least as many classes (MedMNIST: the same names).
+        all_test: every image (of every given split) goes to the test split and train and val are empty, so that
+            `medtl evaluate RUN --data FOLDER` scores every image of an external folder; nothing is drawn.
+        reading: how files are read: intensity window, voxel spacing, the DICOM 2D/3D rule
+            (`medtl.data.readers`).
+
+    Returns:
+        The data set, held in memory as tensors.
+
+    Raises:
+        DataError: a file, row or label cannot be used (the message names it).
+        ConfigError: an option is invalid.
     """
     fractions = check_fractions(split)
     if image_size < 1:

@@ -143,7 +143,18 @@ def strategy_options() -> set[str]:
 
 
 def get_strategy(name: str, **params) -> Strategy:
-    """The strategy ``name`` configured with ``params`` (``None`` values are ignored)."""
+    """A registered strategy, configured.
+
+    Args:
+        name: a strategy name (`medtl strategies` lists them).
+        **params: its options (`cut`, `freeze_to`, `layer_decay`, ...); None values are ignored.
+
+    Returns:
+        The configured `Strategy`.
+
+    Raises:
+        ConfigError: an unknown name, or an option the strategy does not take.
+    """
     if name not in STRATEGIES:
         raise unknown("strategy", name, sorted(STRATEGIES))
     entry = STRATEGIES[name]

@@ -48,17 +48,17 @@ class Strategy:
     """A transfer-learning strategy.
 
     Attributes:
-        name: registry name (``truncated``, ``full``, ...).
-        cut: last kept cut; everything above it is discarded. ``None`` keeps the whole backbone.
+        name: registry name (`truncated`, `full`, ...).
+        cut: last kept cut; everything above it is discarded. `None` keeps the whole backbone.
         pretrained: start the kept layers from pretrained weights (else random initialisation).
-        freeze_to: the trunk is frozen from the input up to and including this cut (``"all"``: the whole
-            trunk). Frozen means ``requires_grad=False`` and BatchNorm in eval mode (running statistics fixed).
+        freeze_to: the trunk is frozen from the input up to and including this cut (`"all"`: the whole
+            trunk). Frozen means `requires_grad=False` and BatchNorm in eval mode (running statistics fixed).
         pretrained_lr_scale: learning-rate multiplier for the trainable pretrained trunk layers.
-        layer_decay: layer-wise learning-rate decay: unit ``i`` of ``U`` trains at ``lr * decay**(U-1-i)``.
-        slim_from: TransFusion: the blocks after this cut are rebuilt with 1/``shrink`` of their channels and
+        layer_decay: layer-wise learning-rate decay: unit `i` of `U` trains at `lr * decay**(U-1-i)`.
+        slim_from: TransFusion: the blocks after this cut are rebuilt with 1/`shrink` of their channels and
             random weights (the layers up to it keep their pretrained weights and BatchNorm statistics).
-        shrink: channel divisor for ``slim_from``.
-        probe_epochs: linear probe first: for these epochs the whole trunk is frozen (as in ``freeze_to="all"``),
+        shrink: channel divisor for `slim_from`.
+        probe_epochs: linear probe first: for these epochs the whole trunk is frozen (as in `freeze_to="all"`),
             then it is fine-tuned (LP-FT, Kumar et al. 2022), so the new head does not distort pretrained features.
         tune: surgical fine-tuning: only the trunk units of this group train (a stage such as ``blocks.1``, a block
             such as ``blocks.1.0``, or ``stem``); every other unit is frozen, BatchNorm statistics included.
