@@ -179,7 +179,7 @@ def main() -> None:
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start: {server.stderr.read()}")
+                    raise SystemExit(f"the server did not start: {server.stderr.read()}") from None
                 time.sleep(0.2)
         load_start = os.getloadavg()[0]
         levels = [load_level(port, bodies, c, args.requests, args.seconds) for c in LEVELS]

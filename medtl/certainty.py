@@ -58,8 +58,8 @@ class Certainty:
             out.append("how sure: a single candidate was trained to the end; nothing to compare it with")
         elif self.se is None:
             out.append(f"how sure: the pick {self.ranking[0][0]} leads the runner-up {self.ranking[1][0]} by "
-                       f"{self.margin:.4f}; the noise of the difference could not be measured (multi-label runs, or runs "
-                       "without predictions_val.csv)")
+                       f"{self.margin:.4f}; the noise of the difference could not be measured (multi-label runs, or "
+                       "runs without predictions_val.csv)")
         else:
             verdict = ("smaller than the validation noise: the data do not tell the two apart" if self.within_noise
                        else "larger than the validation noise")

@@ -26,7 +26,7 @@ from .errors import ConfigError, unknown
 MAX_IMAGE_SIZE = 2048  # 2D: 2048² float images are 16 MB each; larger inputs are a typo, not a study
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_CONFIG_BYTES = 1 << 20
-DEFAULT_IMAGE_SIZE = 64  # 2D images, and volume files (resized to this cube when read); see medtl.resolve.image_size_for
+DEFAULT_IMAGE_SIZE = 64  # 2D images, and volume files (resized to this cube when read); medtl.resolve.image_size_for
 CUT_ESTIMATORS = ("ridge", "logme", "hscore", "nleep", "sfda", "multiexit")  # medtl.analysis.autocut.ESTIMATORS
 VOLUME_MODES = ("acs", "i3d", "2.5d")  # 2D-to-3D conversions (medtl.backbones.volume); here: --help stays light
 TRACKERS = ("mlflow", "tensorboard")  # medtl.tracking's registry (a test keeps them equal); here: --help stays light
@@ -79,8 +79,8 @@ class TrainConfig:
     skip_bad_images: bool = option(False, "leave unreadable image files out (listed in the run's skipped_files.txt) "
                                    "instead of failing")
     group_by: str | None = option(None, "CSV column of patient/study ids, or a DICOM attribute (PatientID, "
-                                  "StudyInstanceUID; stored as salted hashes), that drawn splits keep whole, each group "
-                                  "on one side (default: a CSV column named group, if present)")
+                                  "StudyInstanceUID; stored as salted hashes), that drawn splits keep whole, each "
+                                  "group on one side (default: a CSV column named group, if present)")
     # model
     backbone: str = option("efficientnet_lite0", "backbone name (see `medtl backbones`)")
     weights: str = option("imagenet", "imagenet, none, a weights file (.safetensors / tensors-only .pth), or a "

@@ -345,7 +345,8 @@ def summary(metrics: dict) -> str:
     interval = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
     return (f"test AUROC {metrics['test_auroc']:.4f}{interval}  AUPRC {metrics['test_auprc']:.4f}  "
             f"accuracy {metrics['test_accuracy']:.4f}  balanced accuracy {metrics['test_balanced_accuracy']:.4f}  "
-            f"parameters {metrics['parameters']:,}  stored per task {_bytes(metrics.get('stored_bytes'))}  MACs {metrics['macs'] / 1e6:.1f}M  "
+            f"parameters {metrics['parameters']:,}  stored per task {_bytes(metrics.get('stored_bytes'))}  "
+            f"MACs {metrics['macs'] / 1e6:.1f}M  "
             f"(best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s)")
 
 

@@ -81,6 +81,8 @@ class TapHead(nn.Module):
     concatenated, standardised (BatchNorm without scale and shift), multiplied by the mask of selected features, and
     one linear layer. The mask is a buffer, so the features a run selected are saved with its weights."""
 
+    mask: torch.Tensor
+
     def __init__(self, channels: list[int], num_classes: int, dims: int = 2):
         super().__init__()
         total = sum(channels)
@@ -202,7 +204,7 @@ def _is_type(value, hint) -> bool:
 class Classifier(nn.Module):
     """``head(trunk(x))``; ``spec`` records how it was built."""
 
-    def __init__(self, trunk: Trunk, head: Head, spec: ModelSpec):
+    def __init__(self, trunk: Trunk, head: Head | TapHead, spec: ModelSpec):
         super().__init__()
         self.trunk = trunk
         self.head = head
@@ -313,9 +315,9 @@ def build_classifier(
     if volume is not None:
         to_volume(trunk, volume)
     shape = feature_shape(trunk, in_chans, image_size, 3 if volume else 2)
-    taps = list(chosen.units) if taps == "all" else taps
-    if taps is not None:
-        unknown = [t for t in taps if t not in chosen.units]
+    tap_units = list(chosen.units) if taps == "all" else None if taps is None else list(taps)
+    if tap_units is not None:
+        unknown = [t for t in tap_units if t not in chosen.units]
         if unknown or ordinal_head or head != "avg":
             raise ConfigError(f"a Head2Toe head reads units of the kept trunk ({', '.join(unknown) or 'ok'}) through "
                               "average pooling; it takes neither --head flatten nor --ordinal-head.")
@@ -325,13 +327,13 @@ def build_classifier(
         mean=list(spec.mean), std=list(spec.std), classes=list(classes or []), task=task,
         partial=list(chosen.partial) if chosen.partial else None,
         slim_from=slim_from, shrink=shrink if slim_from is not None else None, ordinal_head=ordinal_head,
-        volume=volume, taps=list(taps) if taps is not None else None,
+        volume=volume, taps=tap_units,
     )
-    if taps is not None:
+    if tap_units is not None:
         with torch.no_grad():
             trunk.eval()
             channels = [f.shape[1] for f in tapped(trunk, torch.zeros(1, in_chans, *[image_size] * len(shape[1:])),
-                                                   taps)]
+                                                   tap_units)]
             trunk.train()
         return Classifier(trunk, TapHead(channels, num_classes, len(shape) - 1), model_spec)
     return Classifier(trunk, Head(shape, num_classes, head, ordinal_head), model_spec)

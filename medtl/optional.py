@@ -49,7 +49,8 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     call site says which extra it relies on, and this check keeps the two from drifting apart."""
     top = module.split(".")[0]
     if EXTRAS.get(top) != extra:
-        raise KeyError(f"{top} is installed by the extra {EXTRAS.get(top)!r}, not {extra!r} (see medtl.optional.EXTRAS)")
+        raise KeyError(f"{top} is installed by the extra {EXTRAS.get(top)!r}, not {extra!r} "
+                       "(see medtl.optional.EXTRAS)")
     try:
         return importlib.import_module(module)
     except ImportError as e:

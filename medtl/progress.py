@@ -48,7 +48,7 @@ class LineProgress:
     def close(self) -> None:
         self._line()
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -96,7 +96,8 @@ def test_search_prints_and_saves_how_sure_it_is(tmp_path, monkeypatch):
     labels = np.arange(60) % 2
 
     def fake_train(config, run_dir, verbose, report=None):
-        p = 1 / (1 + np.exp(-(labels * {"blocks.4": 2.0, "blocks.4.1": 3.0}.get(config.cut, 0.3) + rng.normal(size=60))))
+        strength = {"blocks.4": 2.0, "blocks.4.1": 3.0}.get(config.cut, 0.3)
+        p = 1 / (1 + np.exp(-(labels * strength + rng.normal(size=60))))
         _fake_run(run_dir, labels, p)
         write_json(run_dir / "metrics.json", {"val_auroc": roc_auc_score(labels, p),
                                               "val_auprc": average_precision_score(labels, p), "test_auroc": 0.5,

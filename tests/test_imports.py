@@ -14,8 +14,8 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "medtl"
 # third-party dependencies that are optional or heavy; a function may import these lazily (none is a medtl module)
-OPTIONAL = {"matplotlib", "onnx", "onnxruntime", "ray", "nibabel", "pydicom", "jinja2", "peft", "mlflow", "tensorboardX",
-            "fastapi", "uvicorn", "python_multipart"}
+OPTIONAL = {"matplotlib", "onnx", "onnxruntime", "ray", "nibabel", "pydicom", "jinja2", "peft", "mlflow",
+            "tensorboardX", "fastapi", "uvicorn", "python_multipart"}
 
 
 def medtl_modules() -> list[str]:
@@ -176,7 +176,8 @@ def layer_violations(package: Path = PACKAGE) -> list[str]:
             if other not in where:
                 bad.append(f"{line}: imports medtl.{other}, which is in no layer")
             elif where[other][0] > level or where[other][0] == level and other not in group:
-                bad.append(f"{line}: medtl.{unit} imports medtl.{other}, a {'higher' if where[other][0] > level else 'sibling'} layer")
+                kind = "higher" if where[other][0] > level else "sibling"
+                bad.append(f"{line}: medtl.{unit} imports medtl.{other}, a {kind} layer")
     return sorted(bad)
 
 
@@ -218,7 +219,8 @@ def test_a_missing_extra_gives_the_same_message_everywhere(monkeypatch):
         monkeypatch.setitem(sys.modules, module, None)  # the import fails as if not installed
     cases = [(lambda: pyplot("the report's figures"), "the report's figures needs matplotlib", "plot"),
              (require_onnxruntime, "needs onnxruntime", "export"),
-             (lambda: list(RayExecutor().map(str, [1])), "--executor ray (or choose --executor local) needs ray", "ray"),
+             (lambda: list(RayExecutor().map(str, [1])), "--executor ray (or choose --executor local) needs ray",
+              "ray"),
              (lambda: require("nibabel", extra="3d", purpose="reading NIfTI volumes"), "NIfTI volumes needs nibabel",
               "3d")]
     for call, what, extra in cases:

@@ -10,8 +10,8 @@ The pretrained backbone sees the training and validation images once; the global
 every cut (what the ``avg`` head sees) are scored by the leave-one-out AUROC (or AUPRC) of a ridge probe, and the
 shallowest cut within one standard error of the best score is picked. The probe measures how linearly separable
 the classes are in the *pretrained* features, so it is a proxy: fine-tuning changes the features, most at the
-deepest cuts (see ``medtl analyze reuse``). docs/results/breastmnist-strategies.md gives how well it agrees with exhaustive
-fine-tuning and where it does not, and how it compares with a logistic probe (validation or 5-fold) and LogME
+deepest cuts (see ``medtl analyze reuse``). docs/results/breastmnist-strategies.md gives how well it agrees with
+exhaustive fine-tuning and where it does not, and how it compares with a logistic probe (validation or 5-fold) and LogME
 (``benchmarks/cut_scores.py``): none of them was better at both image sizes measured; this one is deterministic,
 as cheap as LogME and about 10x cheaper than the cross-validated logistic probe.
 """

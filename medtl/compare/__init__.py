@@ -80,7 +80,8 @@ def write_reports(base: TrainConfig, rows: list[dict], table: list[dict], record
     write_csv(out / GridDir.CONFIGURATIONS, rows)
     write_csv(out / GridDir.TABLE, table)
     repeats = max(r["runs"] for r in rows)
-    header = (f"# {base.data}, {base.backbone} ({base.weights} weights), {base.image_size or 'default'} px, {repeats} repeat(s)\n\n"
+    header = (f"# {base.data}, {base.backbone} ({base.weights} weights), {base.image_size or 'default'} px, "
+              f"{repeats} repeat(s)\n\n"
               f"Mean ± std over the repeats. -1: best block-level configuration, -2: best over every cut, both "
               f"chosen on mean validation {select.upper()} only. P: parameters; stored/task: what a task stores "
               f"beyond the shared pretrained weights (trainable tensors and the statistics that follow the data, "

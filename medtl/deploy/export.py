@@ -42,7 +42,8 @@ PARITY_IMAGES = 64
 FORMATS = ("onnx",)
 IMAGE_STEPS = ("decode (grey stays 1 channel, colour RGB, alpha on black; DICOM: modality LUT, the run's window or "
                "the file's VOI, MONOCHROME1 inverted, see docs/guide/dicom.md); resize to read_size (PIL bilinear); "
-               "scale to [0, 1] (8-bit: /255, 16-bit: /65535); resize to image_size (bilinear, antialiased when shrinking); "
+               "scale to [0, 1] (8-bit: /255, 16-bit: /65535); resize to image_size (bilinear, antialiased when "
+               "shrinking); "
                "subtract mean, divide by std (a grey model uses the means of the 3 entries)")
 VOLUME_STEPS = ("read the volume (MedMNIST array, NIfTI, or a DICOM series ordered by slice position with its rescale "
                 "applied); resample to the run's spacing if it has one; map to [0, 1] through the run's window, else "

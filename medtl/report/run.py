@@ -31,8 +31,8 @@ SPLITS = ("train", "val", "test")
 ORDER = ("auroc", "auprc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity", "ece", "loss",
          "auprc_trapz")
 SHOWN = {"data_source", "provenance"}  # rendered in their own sections
-PROVENANCE = ("format_version", "command", "argv", "versions", "medtl_version", "torch_version", "timm_version", "python", "git_commit",
-              "commit", "machine", "platform", "hostname", "device", "started", "finished")
+PROVENANCE = ("format_version", "command", "argv", "versions", "medtl_version", "torch_version", "timm_version",
+              "python", "git_commit", "commit", "machine", "platform", "hostname", "device", "started", "finished")
 
 
 def run_page(run: Path) -> dict:

@@ -25,7 +25,7 @@ class Adapter:
     """A parameter-efficient method: the trunk is frozen (weights and BatchNorm statistics, so what a task stores is
     only what the adapter trains, plus the head); the adapter says which parameters train instead."""
 
-    def attach(self, model: Classifier, strategy: "Strategy") -> None:
+    def attach(self, model: Classifier, strategy: Strategy) -> None:
         """Add the adapter's modules to ``model`` (in place), after the pretrained weights are loaded. Default: none."""
 
     def trainable(self, model: Classifier) -> Iterable[nn.Parameter]:

@@ -93,7 +93,7 @@ class Tracking:
     @classmethod
     def open(cls, cfg: TrainConfig, directory: Path, parent: str | None = None, name: str | None = None,
              tags: dict[str, str] | None = None, only_nesting: bool = False, store: Path | None = None,
-             restored_through: int = 0) -> "Tracking":
+             restored_through: int = 0) -> Tracking:
         """Open (or continue, from ``directory/tracking.json``) a tracker run of each of ``cfg.track``; a resumed
         run gives the last epoch of its checkpoint as ``restored_through``."""
         trackers = {n: backend(n) for n in dict.fromkeys(cfg.track)}
@@ -153,7 +153,7 @@ def read_record(path: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def attach(directory: str | Path, artifacts: Iterable[Path]) -> None:
+def attach(directory: str | Path, artifacts: Iterable[Path | None]) -> None:
     """Add files made after a run or grid finished (report.html, model.onnx) to the tracker runs its
     ``tracking.json`` names; nothing when it has none."""
     directory = Path(directory)
@@ -162,7 +162,7 @@ def attach(directory: str | Path, artifacts: Iterable[Path]) -> None:
     if not records or not files:
         return
     tracking = Tracking({}, directory)
-    for name, record in records.items():
+    for name in records:
         if name in TRACKERS:
             try:
                 tracking.trackers[name] = backend(name)

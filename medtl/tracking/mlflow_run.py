@@ -13,7 +13,6 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
 from ..optional import require
 from . import final_metrics, params_of, tags_of
 

@@ -217,7 +217,8 @@ class Paused(Exception):
 
 class Trainer:
     """Trains a classifier built by a strategy; all options come from a :class:`TrainConfig`, which :meth:`fit`
-    completes first (:meth:`resolved`), so a config built in Python trains as the same options do on the command line."""
+    completes first (:meth:`resolved`), so a config built in Python trains as the same options do on the command
+    line."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device, verbose: bool = True):
         self.cfg = cfg

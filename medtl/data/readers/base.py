@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, Union
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -24,7 +24,7 @@ WINDOWS = {"brain": (40.0, 80.0), "soft-tissue": (40.0, 400.0), "mediastinum": (
 NO_WINDOW = "none"  # --window none: the full range of the stored bits (DICOM), each volume's min-max (volumes)
 DICOM_MODES = ("auto", "2d", "3d")
 
-Source = Union[Path, BinaryIO]  # a file, or the bytes of one (an upload) as a binary stream
+Source = Path | BinaryIO  # a file, or the bytes of one (an upload) as a binary stream
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Item:
     """One data set item found among files: a file or a folder (a DICOM series) and the reader that reads it."""
 
     path: Path
-    reader: "Reader"
+    reader: Reader
 
 
 class Reader(Protocol):

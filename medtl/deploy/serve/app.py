@@ -16,7 +16,7 @@ import numpy as np
 
 from ...data.readers import read_image
 from ...data.text import printable
-from ...errors import ConfigError, MedtlError
+from ...errors import MedtlError
 from ...optional import require_all
 from .batcher import MicroBatcher
 from .model import ServedModel
@@ -141,7 +141,7 @@ def card_summary(card: str | None) -> dict | None:
     if not card:
         return None
     lines = card.splitlines()
-    title = next((l.lstrip("# ").strip() for l in lines if l.startswith("# ")), "")
+    title = next((line.lstrip("# ").strip() for line in lines if line.startswith("# ")), "")
     sections: dict[str, list[str]] = {}
     current = "notice"
     for line in lines:

@@ -47,7 +47,7 @@ class Member:
     preprocessing: dict
 
     @classmethod
-    def load(cls, path: Path, threads: int | None = None) -> "Member":
+    def load(cls, path: Path, threads: int | None = None) -> Member:
         ort = require_onnxruntime()
         options = ort.SessionOptions()
         if threads:
