@@ -97,7 +97,7 @@ def prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     check_trackers(cfg)
     data = load_data(cfg)
     if cfg.image_size is None:  # the default for the data: config.yaml records it
-        cfg = replace(cfg, image_size=image_size_for(cfg, data))
+        cfg = replace(cfg, image_size=image_size_for(cfg, data)).validate()  # --start-size against it
         if verbose and data.is_volume:
             log.info(f"volumes: {cfg.image_size}^3 voxels (the default for {data.name}'s "
                      f"{'x'.join(map(str, data.image_shape[1:]))} volumes; set --image-size to change it)")

@@ -3,6 +3,7 @@ strategy. One place, below the API and the analyses, so that ``train``, ``--cut 
 benchmarks resolve a configuration the same way."""
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 
@@ -72,6 +73,7 @@ def image_size_for(cfg: TrainConfig, data: ImageDataset) -> int:
 STRIDE_PROBE = 256  # px: above the total stride of any supported backbone
 
 
+@functools.lru_cache(maxsize=32)
 def network_stride(backbone: str, in_chans: int = 1) -> int:
     """Total stride of the whole ``backbone`` (the deepest cut), measured on one untrained 2D forward pass."""
     model, _ = create_backbone(backbone, None, in_chans)

@@ -187,7 +187,8 @@ def test_every_import_follows_the_layers():
 
 def test_the_layer_check_catches_an_import_of_training_from_deploy(tmp_path):
     package = tmp_path / "medtl"
-    (package / "deploy").mkdir(parents=True)
+    for sub in ("deploy", "training"):  # `from .. import training` names a module when it has a folder
+        (package / sub).mkdir(parents=True)
     (package / "deploy" / "predict.py").write_text("from ..inference import predict\nfrom .. import training\n\n"
                                                    "def f():\n    from ..experiment import provenance\n")
     (package / "inference.py").write_text("from .data import Preprocess\nfrom .report import x\n")
