@@ -38,6 +38,15 @@ def cli_args(**options) -> list[str]:
 FAST_ARGS = [*cli_args(**FAST), "--quiet"]  # the same as flags
 
 
+@pytest.fixture(scope="session")
+def fast_run(tmp_path_factory) -> Path:
+    """One run of :data:`FAST` on the built-in BreastMNIST, trained once for every test module that only reads
+    a finished run (predict, export, ensembles, same-seed reproducibility). Tests must not write into it."""
+    import medtl
+
+    return medtl.train(out=str(tmp_path_factory.mktemp("fast-run")), verbose=False, **FAST).run_dir
+
+
 def save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     """Write ``array`` as an image file (format from the suffix; converted to PIL ``mode`` if given)."""
     path.parent.mkdir(parents=True, exist_ok=True)

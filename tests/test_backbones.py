@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medtl.backbones import BACKBONES, Trunk, backbone_cuts, create_backbone, find_cut
+from medtl.backbones import BACKBONES, FAMILIES, Trunk, backbone_cuts, create_backbone, family_of, find_cut
 from medtl.errors import ConfigError, WeightsUnavailableError
 from medtl.evaluation import count_parameters
 from medtl.model import build_classifier
+from medtl.strategies import get_strategy
 
 # The paper's kept-parameter counts for ResNet-50, 2 classes, pooled head (paper-spec.md §7.3).
 RESNET50_PAPER = {
@@ -59,6 +60,37 @@ def test_block_cuts_run_forward(name):
         clf = build_classifier(name, 3, cut=cut.name, weights=None, image_size=64).eval()
         with torch.no_grad():
             assert clf(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+
+
+# The smallest registered backbone of each family (a new family adds its own).
+FAMILY_EXAMPLE = {"ResNet": "resnet18", "DenseNet": "densenet121", "EfficientNet": "efficientnet_lite0"}
+
+
+def test_every_family_has_an_example():
+    assert {family.name for family in FAMILIES} == set(FAMILY_EXAMPLE)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda family: family.name)
+def test_each_family_adapts_grey_input_trains_and_states_its_transfusion_support(family):
+    """Per family (cheap: untrained models, 32 px): it claims its own backbones, its first convolution takes one
+    channel for grey images and the model runs forward and backward, and TransFusion works exactly when the family
+    says it supports slimming."""
+    name = FAMILY_EXAMPLE[family.name]
+    model, _ = create_backbone(name, None)
+    assert family_of(model) is family
+    first = family.first_conv(model)
+    assert isinstance(model.get_submodule(first), torch.nn.Conv2d) and model.get_submodule(first).in_channels == 3
+    block = next(c.name for c in family.cuts(model) if c.level == "block")
+    grey = build_classifier(name, 2, cut=block, weights=None, in_chans=1, image_size=32)
+    assert grey.trunk.get_submodule(first).in_channels == 1
+    grey(torch.randn(2, 1, 32, 32)).sum().backward()
+    assert all(p.grad is not None for p in grey.parameters())
+    transfusion = get_strategy("transfusion", slim_from=block)
+    if family.supports_slim:
+        assert transfusion.build(name, 2, weights=None, image_size=32).spec.backbone == name
+    else:
+        with pytest.raises(ConfigError, match="TransFusion"):
+            transfusion.build(name, 2, weights=None, image_size=32)
 
 
 def test_resnet50_parameter_counts_equal_the_paper():

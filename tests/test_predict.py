@@ -21,12 +21,11 @@ from medtl.deploy.predict import predict
 from medtl.errors import MedtlWarning
 
 pytestmark = pytest.mark.slow
-FAST = dict(backbone="efficientnet_lite0", cut="blocks.2", image_size=32, epochs=1, batch_size=64, threads=1)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    return medtl.train(out=str(tmp_path_factory.mktemp("runs")), verbose=False, **FAST).run_dir
+def run(fast_run) -> Path:
+    return fast_run
 
 
 @pytest.fixture(scope="module")

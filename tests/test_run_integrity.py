@@ -218,6 +218,7 @@ def test_an_interrupted_run_checkpoints_and_names_itself(sig, tmp_path: Path) ->
     assert not (run / RunDir.LOCK).exists()
 
 
+@pytest.mark.slow
 def test_a_stop_asked_for_in_the_last_epoch_finishes_the_run_then_stops(tmp_path: Path) -> None:
     """SIGTERM during a run's last epoch: the run completes (metrics written) and the command still stops, so a
     grid does not go on to its next run (it once did: the request was dropped with the finished epoch)."""

@@ -1,6 +1,8 @@
 """Every strategy: which parameters exist, start pretrained, train, stay frozen; BatchNorm of frozen parts."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ def _build(name, **params):
     return get_strategy(name, **params).build(BACKBONE, 2, weights="imagenet", image_size=32)
 
 
+@functools.lru_cache(maxsize=1)  # read-only: one load for every test of the module
 def _pretrained():
     from medtl.backbones import create_backbone
 
@@ -103,6 +106,39 @@ def test_every_registered_strategy_is_known_and_builds_under_its_name():
                                "surgical", "auto-rgn", "bitfit", "ssf", "lora", "head2toe"}
     for name in STRATEGIES:
         assert get_strategy(name, **REQUIRED.get(name, {})).name == name
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_each_strategy_trains_exactly_the_parameters_it_says(name):
+    """For every registered strategy (cheap: one model, one forward/backward on two 32 px images, no training loop):
+    the parameters that train in its first epoch are those outside its frozen units, and only they get gradients;
+    frozen units keep BatchNorm in eval mode; the optimizer groups hold each parameter that ever trains once; the
+    trunk starts from ImageNet weights exactly when the strategy says it is pretrained."""
+    strategy = get_strategy(name, **REQUIRED.get(name, {}))
+    model = strategy.build(BACKBONE, 2, weights="imagenet", image_size=32)
+    units = {path: model.trunk.get_submodule(path) for path in model.spec.units}
+    assert sum(len(list(u.parameters())) for u in units.values()) == len(list(model.trunk.parameters()))
+    frozen = set(strategy.frozen_units(model, epoch=1))
+    for path, unit in units.items():
+        assert all(p.requires_grad == (path not in frozen) for p in unit.parameters()), path
+        assert not any(m.training for m in unit.modules()) if path in frozen else unit.training, path
+    assert all(p.requires_grad for p in model.head.parameters())
+
+    never = set(strategy.frozen_units(model))  # frozen for good (a probe phase's freezing ends)
+    grouped = [id(p) for group in strategy.param_groups(model, lr=1e-3) for p in group["params"]]
+    ever = {id(p) for path, unit in units.items() if path not in never for p in unit.parameters()}
+    assert len(grouped) == len(set(grouped)) and set(grouped) == ever | {id(p) for p in model.head.parameters()}
+
+    stem = model.trunk.state_dict()["conv_stem.weight"]
+    assert torch.equal(stem, _pretrained()["conv_stem.weight"]) == strategy.pretrained
+
+    logits = model(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 2)
+    logits.logsumexp(1).mean().backward()
+    # (a gradient may be exactly zero: a BatchNorm bias followed by another BatchNorm cannot shift the output)
+    assert {n for n, p in model.named_parameters() if p.grad is not None} == \
+        {n for n, p in model.named_parameters() if p.requires_grad}
+    assert model.head.fc.weight.grad.abs().sum() > 0
 
 
 # --- TransFusion, LP-FT and the frozen-prefix cache -----------------------------------------------------------

@@ -54,9 +54,10 @@ def test_reloaded_model_reproduces_saved_predictions(breast_run):
 
 
 @pytest.mark.slow
-def test_same_seed_same_metrics(tmp_path):
-    a = medtl.train(out=str(tmp_path), verbose=False, **FAST).metrics
-    b = medtl.train(out=str(tmp_path), verbose=False, **FAST).metrics
+def test_same_seed_same_metrics(fast_run, tmp_path):
+    a = json.loads((fast_run / "metrics.json").read_text())  # the shared session run
+    again = medtl.train(out=str(tmp_path), verbose=False, **conftest.FAST).run_dir
+    b = json.loads((again / "metrics.json").read_text())
     keys = [k for k in a if k.startswith(("test_", "val_"))]
     assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
 
