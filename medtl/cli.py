@@ -473,8 +473,11 @@ def _ensemble(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from .deploy.export import export
+    from .tracking import attach
 
-    print(export(args.run, args.out, args.format).path)
+    path = export(args.run, args.out, args.format).path
+    attach(args.run, [path])  # to the run's tracker runs, if it has any (deploy sits below tracking)
+    print(path)
 
 
 def _serve(args: argparse.Namespace) -> None:

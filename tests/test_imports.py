@@ -116,7 +116,7 @@ def test_import_medtl_does_not_import_torch():
 # and deploy never import each other). So inference code (deploy, ensembles, inference) never loads the training
 # loop or the experiment runner, and plotting, labels and optional dependencies come from below, not from a sibling.
 LAYERS: list[list[set[str]]] = [
-    [{"medtl", "errors", "config", "formats", "optional", "provenance", "plotting"}],
+    [{"medtl", "errors", "config", "formats", "optional", "provenance", "plotting", "files", "progress", "cluster"}],
     [{"data"}],
     [{"backbones"}],
     [{"model"}],
@@ -125,10 +125,13 @@ LAYERS: list[list[set[str]]] = [
     [{"strategies"}],
     [{"inference"}, {"evaluation"}],
     [{"resolve"}],
-    [{"training"}, {"analysis"}, {"deploy", "ensembles"}],
+    [{"training"}, {"deploy", "ensembles"}],
+    [{"analysis"}],  # --cut auto's multi-exit estimator fine-tunes a network
+    [{"tracking"}],  # observes runs: training's pause, the run directory, the model card's name
     [{"experiment"}],
     [{"compare"}],
     [{"report"}],
+    [{"certainty"}],
     [{"search"}],
     [{"api"}],
     [{"cli", "__main__"}],

@@ -32,7 +32,6 @@ from ..optional import require_all
 from ..resolve import load_data
 from ..rundir import RunDir
 from ..files import make_dir
-from ..tracking import attach
 from .card import MODEL_CARD
 from .predict import ONNX_FILE, SPEC_KEY, OnnxScorer
 
@@ -111,7 +110,6 @@ def export(run: str | Path, out: str | Path | None = None, format: str = "onnx",
         raise ExportError(f"{path} does not reproduce the run's model: onnxruntime's probabilities differ from "
                           f"torch's by up to {diff:.2e} (limit {TOLERANCE:.0e}); do not use it, and report the "
                           f"backbone ({spec.backbone}, cut {spec.cut}).")
-    attach(run, [path])  # to the run's tracker runs, if it has any
     return ExportResult(path, diff, len(images))
 
 
