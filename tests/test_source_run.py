@@ -56,7 +56,7 @@ def test_a_cut_deeper_than_the_source_or_another_backbone_is_refused(source):
         get_strategy("truncated", cut="blocks.4").build("efficientnet_lite0", 2, weights=src, image_size=32)
     with pytest.raises(ConfigError, match="cut at 'blocks.3'"):  # full fine-tuning keeps everything
         get_strategy("full").build("efficientnet_lite0", 2, weights=src, image_size=32)
-    with pytest.raises(ConfigError, match="is a efficientnet_lite0; this run's --backbone is resnet18"):
+    with pytest.raises(ConfigError, match="is a 'efficientnet_lite0'; this run's --backbone is resnet18"):
         read_source(directory, "resnet18")
     with pytest.raises(ConfigError, match="not a finished medtl run"):
         read_source(directory.parent, "efficientnet_lite0")
