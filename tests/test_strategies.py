@@ -111,7 +111,8 @@ def test_every_registered_strategy_is_known_and_builds_under_its_name():
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_each_strategy_trains_exactly_the_parameters_it_says(name):
     """For every registered strategy (cheap: one model, one forward/backward on two 32 px images, no training loop):
-    the parameters that train in its first epoch are those outside its frozen units, and only they get gradients;
+    the parameters that train in its first epoch are those it says train outside its frozen units, and only they get
+    gradients;
     frozen units keep BatchNorm in eval mode; the optimizer groups hold each parameter that ever trains once; the
     trunk starts from ImageNet weights exactly when the strategy says it is pretrained."""
     strategy = get_strategy(name, **REQUIRED.get(name, {}))
@@ -119,14 +120,19 @@ def test_each_strategy_trains_exactly_the_parameters_it_says(name):
     units = {path: model.trunk.get_submodule(path) for path in model.spec.units}
     assert sum(len(list(u.parameters())) for u in units.values()) == len(list(model.trunk.parameters()))
     frozen = set(strategy.frozen_units(model, epoch=1))
+    # what trains inside the units that are not frozen: all of them, or what an adapter (BitFit, SSF, LoRA) adds
+    # or keeps, or (Auto-RGN) everything but the normalisation parameters
+    said = strategy._trained(model)
+    still = strategy.adapter is not None  # under an adapter the statistics of the whole trunk stay fixed
     for path, unit in units.items():
-        assert all(p.requires_grad == (path not in frozen) for p in unit.parameters()), path
-        assert not any(m.training for m in unit.modules()) if path in frozen else unit.training, path
+        assert all(p.requires_grad == (path not in frozen and id(p) in said) for p in unit.parameters()), path
+        fixed = path in frozen or still
+        assert not any(m.training for m in unit.modules()) if fixed else unit.training, path
     assert all(p.requires_grad for p in model.head.parameters())
 
     never = set(strategy.frozen_units(model))  # frozen for good (a probe phase's freezing ends)
     grouped = [id(p) for group in strategy.param_groups(model, lr=1e-3) for p in group["params"]]
-    ever = {id(p) for path, unit in units.items() if path not in never for p in unit.parameters()}
+    ever = {id(p) for path, unit in units.items() if path not in never for p in unit.parameters() if id(p) in said}
     assert len(grouped) == len(set(grouped)) and set(grouped) == ever | {id(p) for p in model.head.parameters()}
 
     stem = model.trunk.state_dict()["conv_stem.weight"]
