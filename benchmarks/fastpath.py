@@ -132,10 +132,11 @@ THREAD_SETTINGS = {  # name: (torch threads, extra environment)
 }
 
 
-def threads(rounds: int, batches: int = 3) -> list[dict]:
-    """Bare training steps in fresh processes, one per setting and round (rotating order)."""
+def threads(rounds: int, batches: int = 3, settings: list[str] | None = None) -> list[dict]:
+    """Bare training steps in fresh processes, one per setting (default: all; the first is the reference) and round
+    (rotating order)."""
     spec = {"kind": "bare", "backbone": "efficientnet_lite0", "image_size": 64, "batches": batches, "epochs": 1}
-    names = list(THREAD_SETTINGS)
+    names = settings or list(THREAD_SETTINGS)
 
     def child(name: str):
         n, extra = THREAD_SETTINGS[name]

@@ -104,7 +104,7 @@ def smoke(args: argparse.Namespace, data, chosen: list[str]) -> None:
         "throughput": lambda: throughput.run(tiny, [("resnet18", 28)], 1),
         "fastpath": lambda: (fastpath.memory_format(tiny, 1) + fastpath.precision(tiny, 1, ["resnet18"])
                              + fastpath.autograd_modes(tiny, 1)),
-        "threads": lambda: fastpath.threads(1, batches=1),
+        "threads": lambda: fastpath.threads(1, batches=1, settings=list(fastpath.THREAD_SETTINGS)[:2]),
         "inference": lambda: inference.run(1, {"resnet18": ["layer1"]}, repeats_b1=1, repeats_b64=1),
         "memory": lambda: memory.run(data, [memory.SMOKE], 1),
         "bf16_metrics": lambda: fastpath.precision_metrics([0], epochs=1, options=memory.RUNS[memory.SMOKE][0]),

@@ -4,7 +4,8 @@ wait-for-condition helper (tests wait on something observable, never on a fixed 
 Plain helpers are imported by the test files (``from conftest import FAST_ARGS, save``: pytest puts ``tests/`` on
 ``sys.path``); fixtures are found by pytest.
 
-Markers: ``slow`` is every test that trains a model, even for one epoch (``make test-fast`` runs the others).
+Markers: ``slow`` is every test that trains a model (even for one epoch), starts a fresh medtl process, builds the
+docs site or builds the largest backbones at every cut (``make test-fast`` runs the others).
 """
 from __future__ import annotations
 
@@ -131,6 +132,16 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeClock]:
         return clock
 
     return install
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core), each worker gets its share of the cores for
+    torch's intra-op threads, so that two workers on two cores do not run four busy threads."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(autouse=True)

@@ -200,6 +200,7 @@ def test_bad_input_exits_2_early_naming_the_file_or_row(case, tmp_path: Path, ca
     assert not out.exists() or not any(out.iterdir()), "a run directory was created before the error"
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and medtl (seconds)
 def test_bad_input_in_a_real_process_exits_2_without_traceback(tmp_path: Path) -> None:
     args, expected = corrupt_images(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "medtl", "train", *FAST, *args, "--out", str(tmp_path / "runs")],

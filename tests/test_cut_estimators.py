@@ -27,6 +27,7 @@ def test_cut_estimator_needs_cut_auto_and_a_known_name(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # every cut's features from the pretrained network
 def test_a_transferability_estimator_picks_its_best_score(tmp_path):
     data = medtl.load_dataset(str(tiny_npz(tmp_path / "tiny.npz")))
     result = estimate_cut("efficientnet_lite0", data, 32, levels=("stem", "block"), estimator="hscore")

@@ -3,6 +3,7 @@
 records and external evaluation on a subset of classes."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -202,6 +203,7 @@ def full_png(path: Path, side: int) -> Path:
     return path
 
 
+@functools.cache
 def import_address_space() -> int:
     """Bytes of address space a fresh interpreter holds after importing what ``medtl train`` imports."""
     done = subprocess.run([sys.executable, "-c", "import medtl.cli, medtl.experiment\n"

@@ -121,6 +121,7 @@ def test_generated_cli_reference_has_every_command():
             assert f"## `{full}`" in reference, full
 
 
+@pytest.mark.slow  # builds the whole site
 def test_site_builds_strict_with_the_cli_reference(site):
     page = site / "reference" / "cli.html"
     text = _text(page.read_text(encoding="utf-8"))
@@ -130,6 +131,7 @@ def test_site_builds_strict_with_the_cli_reference(site):
         assert (site / page).is_file(), page
 
 
+@pytest.mark.slow  # builds the whole site
 def test_api_reference_has_no_sphinx_roles(site):
     """mkdocstrings prints reST roles literally: the documented docstrings use Markdown."""
     text = _text((site / "reference" / "api.html").read_text(encoding="utf-8"))
@@ -139,6 +141,7 @@ def test_api_reference_has_no_sphinx_roles(site):
     assert "``" not in text
 
 
+@pytest.mark.slow  # builds the whole site
 def test_changelog_page_includes_changelog(site):
     text = _text((site / "changelog.html").read_text(encoding="utf-8"))
     assert "Unreleased" in text and "0.1.0" in text

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 PACKAGE = ROOT / "medtl"
@@ -53,6 +55,7 @@ print(json.dumps(failed))
 """
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and medtl (seconds)
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     modules = medtl_modules()
     assert len(modules) > 20
@@ -201,6 +204,7 @@ def test_the_layer_check_catches_an_import_of_training_from_deploy(tmp_path):
         "medtl/inference.py:2: medtl.inference imports medtl.report, a higher layer"]
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and medtl (seconds)
 def test_scoring_a_saved_model_loads_no_training_code():
     code = ("import sys, medtl.deploy.predict, medtl.ensembles; print(sorted(m for m in sys.modules if "
             "m.startswith('medtl.training') or m in ('medtl.experiment', 'medtl.compare', 'medtl.search')))")

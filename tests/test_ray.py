@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,9 @@ def cluster(tmp_path_factory):
     import ray
 
     tmp = tmp_path_factory.mktemp("ray")
+    # Ray's session sockets live under --temp-dir, and a Unix socket path has at most 107 bytes: pytest's temporary
+    # directory (longer under pytest-xdist: .../popen-gw0/...) can exceed that, so the sockets get a short directory
+    sockets = Path(tempfile.mkdtemp(prefix="medtl-ray-", dir="/tmp"))
     # no token authentication on this loopback cluster, whatever ~/.ray/auth_token an earlier local ray.init() left
     auth = pytest.MonkeyPatch()
     auth.setenv("RAY_AUTH_MODE", "disabled")
@@ -115,7 +120,7 @@ def cluster(tmp_path_factory):
     nodes = []
     try:
         nodes.append(Node(["--head", "--port", str(port), "--include-dashboard=false",
-                           "--temp-dir", str(tmp / "t")], tmp / "head.log", env))
+                           "--temp-dir", str(sockets)], tmp / "head.log", env))
         nodes.append(Node(["--address", f"127.0.0.1:{port}"], tmp / "worker.log", env))
         ray.init(address=f"127.0.0.1:{port}", configure_logging=False)
         wait_for(lambda: sum(n["Alive"] for n in ray.nodes()) == 2, "two Ray nodes alive", timeout=60)
@@ -125,6 +130,7 @@ def cluster(tmp_path_factory):
         for node in reversed(nodes):
             node.stop()
         auth.undo()
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -87,10 +87,14 @@ def test_auto_rgn_scales_each_tensor_by_its_normalised_relative_gradient_norm():
     strategy.attach_optimizer(optimizer, steps_per_epoch=10)
     before = _step(strategy, model, optimizer)
     params = dict(model.named_parameters())
-    rgn = {g["name"]: float(params[g["name"]].grad.norm() / before[g["name"]].norm()) for g in groups}
+    trunk = [g["name"] for g in groups if g["name"].startswith("trunk.")]
+    rgn = {name: float(params[name].grad.norm() / before[name].norm()) for name in trunk}
     top = max(rgn.values())
-    for name in ("trunk.conv_stem.weight", "trunk.blocks.3.0.conv_pw.weight", "head.fc.weight"):
-        step, expected = before[name] - params[name].detach(), 0.1 * rgn[name] / top * params[name].grad  # SGD
+    scale = {**{name: rgn[name] / top for name in trunk}, "head.fc.weight": 1.0, "head.fc.bias": 1.0}
+    assert 0 < min(scale.values()) < 0.5  # the rates differ: some pretrained tensors move much less
+    for name in ("trunk.conv_stem.weight", "trunk.blocks.3.0.conv_pw.weight", "head.fc.weight", "head.fc.bias"):
+        # SGD; the new head (whose zero bias has no finite RGN) trains at the base rate
+        step, expected = before[name] - params[name].detach(), 0.1 * scale[name] * params[name].grad
         assert (step - expected).norm() <= 1e-3 * expected.norm(), name
     assert all(g["lr"] == 0.1 for g in optimizer.param_groups)  # the schedule's rate is restored after the step
 
@@ -162,6 +166,7 @@ def test_merged_model_is_the_plain_architecture_and_computes_the_same(name):
         assert not torch.allclose(expected, _build("truncated", cut="blocks.3")[1].eval()(X), atol=1e-2)
 
 
+@pytest.mark.slow  # exports and runs ONNX
 @pytest.mark.parametrize("name", ["ssf", "lora"])
 def test_onnx_export_of_a_merged_model_equals_torch(name, tmp_path):
     pytest.importorskip("onnxruntime")
