@@ -41,6 +41,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(model: Path, *options: str, timeout: float = 120) -> tuple[subprocess.Popen, int]:
+    """``medtl serve MODEL OPTIONS`` on a free port, once ``/health`` answers 200; exits naming the server's error
+    if it ends or does not answer within ``timeout`` seconds. The caller terminates it."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "medtl", "serve", str(model), "--port", str(port), *options],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return server, port
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit(f"the server did not start: {server.communicate()[1]}")
+        time.sleep(0.2)
+
+
 def multipart(name: str, data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
@@ -165,22 +186,9 @@ def main() -> None:
         files.append(tmp / f"test_{i:03d}.png")
         Image.fromarray(image[0].numpy()).save(files[-1])
     bodies = [multipart(f.name, f.read_bytes()) for f in files]
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "medtl", "serve", str(args.model), "--port", str(port),
-                               "--threads", str(args.threads), "--max-batch", "32", "--batch-window-ms", "5"],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server, port = start_server(args.model, "--threads", str(args.threads), "--max-batch", "32",
+                                "--batch-window-ms", "5")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start: {server.stderr.read()}") from None
-                time.sleep(0.2)
         load_start = os.getloadavg()[0]
         levels = [load_level(port, bodies, c, args.requests, args.seconds) for c in LEVELS]
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)

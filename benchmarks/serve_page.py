@@ -11,11 +11,8 @@ import argparse
 import base64
 import http.client
 import json
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,20 +35,10 @@ def main() -> None:
     files = [tmp / "test_000.png", tmp / "test_001.png"]
     for f, image in zip(files, images):
         Image.fromarray(image[0].numpy()).resize((112, 112)).save(f)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "medtl", "serve", str(args.model), "--port", str(port)],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    from benchmarks.serve_load import start_server
+
+    server, port = start_server(args.model)
     try:
-        for _ in range(600):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 900, "height": 700})

@@ -25,8 +25,8 @@ class RelativeGradientNorm:
 
     def __init__(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, batches: int = BATCHES):
         self.groups = optimizer.param_groups
-        # the groups whose rate Auto-RGN sets: pretrained trunk tensors (not the new head's, named "head...")
-        self.scaled = torch.tensor([not str(g.get("name", "")).startswith("head") for g in self.groups])
+        # Auto-RGN sets the rates of pretrained tensors, not of those Strategy.param_groups marks "new" (the head)
+        self.scaled = torch.tensor([not g.get("new", False) for g in self.groups])
         self.steps_per_epoch, self.batches = max(1, steps_per_epoch), batches
         self.step = 0
         self.sums = torch.zeros(len(self.groups))

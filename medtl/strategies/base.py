@@ -176,7 +176,7 @@ class Strategy:
             if self.layer_decay is not None:
                 scale *= self.layer_decay ** (len(units) - 1 - i)
             groups.append({"params": params, "lr": lr * scale, "name": path})
-        groups.append({"params": list(model.head.parameters()), "lr": lr, "name": "head"})
+        groups.append({"params": list(model.head.parameters()), "lr": lr, "name": "head", "new": True})
         if self.rgn:  # one group per tensor: Auto-RGN sets each tensor's rate (RelativeGradientNorm)
             names = {id(p): n for n, p in model.named_parameters()}
             groups = [{**g, "params": [p], "name": names[id(p)]} for g in groups for p in g["params"]]
