@@ -11,6 +11,14 @@ cost. The one-pass estimators share one forward pass (the pooled features); thei
 scoring. The machine's load changes seconds, so the cost is also given as a share of one full fine-tune of the
 curve *after scaling by the load*: the ridge estimate (pass included) is timed now and its recorded time in the curve
 file gives the slowdown. The multi-exit run's cost is also given in full-network epochs against the full fine-tune's.
+
+Shortlists (``--shortlist 2,3``): ``medtl search --cut auto --shortlist K`` fine-tunes a one-pass estimator's K
+best-ranked cuts and keeps the best on validation (``--select``, the search's default AUPRC). It is replayed on the
+grid's own runs, once per seed (one run per shortlisted cut, picked on that run's validation metric); its gap is the
+mean over those replays of the pick's gap (seed-mean test AUROC, as for the estimators), and its cost the estimator's
+plus the shortlisted runs' recorded seconds, over one full fine-tune. A curve file without per-run records (older
+``cut_choice.py``) is replayed on seed means instead, and says so. Curves already in ``OUT.json`` keep their measured
+estimators (rerunning continues; ``--fresh`` measures again); shortlists are always replayed again.
 Writes ``OUT.json`` and ``OUT.md``.
 """
 from __future__ import annotations
@@ -30,7 +38,11 @@ def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("curves", nargs="+", type=Path, help="cut_choice.json files (the exhaustive curves)")
     p.add_argument("--estimators", default="ridge,logme,hscore,nleep,sfda,multiexit")
-    p.add_argument("--multiexit-epochs", type=int, default=5)
+    p.add_argument("--multiexit-epochs", type=int, help="default: as medtl runs it, a third of the curve's epochs, "
+                   "at least 3")
+    p.add_argument("--shortlist", default="2,3", help="shortlist sizes K to replay ('' for none)")
+    p.add_argument("--select", default="auprc", choices=("auroc", "auprc"), help="the shortlist's validation metric")
+    p.add_argument("--fresh", action="store_true", help="measure the estimators again for curves already in OUT")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
     args = p.parse_args(argv)
@@ -50,15 +62,23 @@ def main(argv: list[str]) -> None:
         cfg = TrainConfig(backbone=choice["backbone"], data=choice["data"], image_size=choice["image_size"]).validate()
         data = load_data(cfg)
         volume = volume_of(cfg, data)
+        key = f"{Path(choice['data']).stem}-{choice['image_size']}"
         curve = {r["cut"]: r for r in choice["curve"]}
         best_cut = max(curve, key=lambda c: curve[c]["test_auroc_mean"])
         full = choice["full_fine_tune_seconds"]
         full_epochs = curve[list(curve)[-1]].get("epochs_run_mean", choice["epochs"])
+        sizes = [int(k) for k in args.shortlist.split(",") if k]
+        if key in report and not args.fresh and {r["estimator"] for r in report[key]["rows"]} >= set(names):
+            rows = [r for r in report[key]["rows"] if r["estimator"] in names]
+            report[key]["shortlists"] = shortlists(choice, rows, sizes, args.select)
+            continue
+        multiexit_epochs = args.multiexit_epochs or max(3, choice["epochs"] // 3)
         start = time.perf_counter()
         y = np.concatenate([data.train.labels.numpy(), data.val.labels.numpy()])
         index = sample(y, MAX_IMAGES, data.task)
+        levels = tuple(dict.fromkeys(r["level"] for r in choice["curve"]))  # the curve's cuts only
         cuts, features = pooled_features(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), index=index,
-                                         volume=volume)
+                                         volume=volume, levels=levels)
         y = y if index is None else y[index]
         feature_seconds = time.perf_counter() - start
         rows, slowdown = [], None
@@ -66,7 +86,7 @@ def main(argv: list[str]) -> None:
             start = time.perf_counter()
             if name == "multiexit":
                 est = estimate_cut(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), volume=volume,
-                                   estimator="multiexit", epochs=args.multiexit_epochs)
+                                   estimator="multiexit", epochs=multiexit_epochs, levels=levels)
                 scores, pick, seconds = est.scores, est.pick, est.seconds
             else:
                 scores, _, _, pick = score_cuts(cuts, features, y, data.task, "auroc", name)
@@ -80,21 +100,52 @@ def main(argv: list[str]) -> None:
                    "tau_w_val": weightedtau(values, [curve[s.cut]["val_auroc_mean"] for s in scores]).statistic,
                    "seconds_now": seconds, "scores": {s.cut: s.score for s in scores}}
             if name == "multiexit":
-                row["epochs"] = args.multiexit_epochs
-                row["cost_epochs_share_of_full_fine_tune"] = args.multiexit_epochs / full_epochs
+                row["epochs"] = multiexit_epochs
+                row["cost_epochs_share_of_full_fine_tune"] = multiexit_epochs / full_epochs
             rows.append(row)
             print(f"{path.name} {name}: pick {pick} gap {row['gap']:+.3f} tau_w {row['tau_w_test']:.2f} "
                   f"{seconds:.1f}s", flush=True)
         for row in rows:
             row["slowdown_now"] = slowdown
             row["cost_share_of_full_fine_tune"] = row["seconds_now"] / slowdown / full if slowdown else None
-        report[f"{choice['data']}-{choice['image_size']}"] = {
+        report[key] = {
             "curve": str(path.name), "best_cut": best_cut, "best_test_auroc": curve[best_cut]["test_auroc_mean"],
             "full_fine_tune_seconds_recorded": full, "full_fine_tune_epochs": full_epochs, "seeds": choice["seeds"],
-            "images_scored": len(y), "rows": rows}
+            "images_scored": len(y), "rows": rows,
+            "shortlists": shortlists(choice, rows, sizes, args.select)}
         args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
+
+
+def shortlists(choice: dict, rows: list[dict], sizes: list[int], select: str) -> list[dict]:
+    """``medtl search --cut auto --shortlist K`` replayed on the grid's runs, per one-pass estimator and K."""
+    curve = {r["cut"]: r for r in choice["curve"]}
+    best = max(r["test_auroc_mean"] for r in curve.values())
+    full = choice["full_fine_tune_seconds"]
+    replays: dict = {}  # seed (None: seed means) -> cut -> that run's validation metric and seconds
+    for run in choice.get("runs") or []:
+        replays.setdefault(run["repeat"], {})[run["cut"]] = run
+    if not replays:
+        replays[None] = {c: {f"val_{select}": r[f"val_{select}_mean"], "train_seconds": r["train_seconds_mean"]}
+                         for c, r in curve.items()}
+    out = []
+    for row in rows:
+        if row["estimator"] == "multiexit":  # already near a fine-tune's cost before any shortlisted run
+            continue
+        ranked = sorted(row["scores"], key=lambda c: -row["scores"][c])  # ties: the shallower first (as the search)
+        estimate = row["cost_share_of_full_fine_tune"] or row["seconds_now"] / full
+        for k in sizes:
+            chosen = [c for c in curve if c in ranked[:k]]  # network order, as the search trains and ties them
+            picks = {seed: max(chosen, key=lambda c: by_cut[c][f"val_{select}"]) for seed, by_cut in replays.items()}
+            gaps = [best - curve[p]["test_auroc_mean"] for p in picks.values()]
+            costs = [estimate + sum(by_cut[c]["train_seconds"] for c in chosen) / full for by_cut in replays.values()]
+            out.append({"estimator": row["estimator"], "k": k, "shortlist": chosen,
+                        "picks": {str(seed): p for seed, p in picks.items()}, "gap": float(np.mean(gaps)),
+                        "gap_worst_replay": max(gaps), "cost_share_of_full_fine_tune": float(np.mean(costs)),
+                        "replayed_on": "seed means" if None in replays else f"{len(replays)} seeds, one run each"})
+    return out
 
 
 def markdown(report: dict) -> str:
@@ -108,7 +159,47 @@ def markdown(report: dict) -> str:
             lines.append(f"| {key} | {row['estimator']} | {row['tau_w_test']:.2f} | {row['tau_w_val']:.2f} | "
                          f"{row['pick']} | {row['pick_test_auroc']:.3f} | {row['gap']:+.3f} | "
                          f"{'' if cost is None else f'{cost:.1%}'}{extra} |")
+    lines += ["", "Shortlists: the estimator's K best-ranked cuts fine-tuned, the best on validation kept "
+              "(`medtl search --cut auto --shortlist K`), replayed on the grid's runs.", "",
+              "| data | estimator | K | shortlist | picks (per replay) | gap to best (mean; worst replay) | "
+              "cost (share of one fine-tune) | replayed on |", "|---|---|---|---|---|---|---|---|"]
+    for key, r in report.items():
+        for row in r.get("shortlists", []):
+            picks = ", ".join(dict.fromkeys(row["picks"].values()))
+            lines.append(f"| {key} | {row['estimator']} | {row['k']} | {', '.join(row['shortlist'])} | {picks} | "
+                         f"{row['gap']:+.3f}; {row['gap_worst_replay']:+.3f} | "
+                         f"{row['cost_share_of_full_fine_tune']:.0%} | {row['replayed_on']} |")
+    lines += ["", *summary(report)]
     return "\n".join(lines) + "\n"
+
+
+def configurations(report: dict) -> dict[str, dict[str, tuple[float, float]]]:
+    """Every configuration tried (estimator, or estimator + shortlist K) -> curve -> (gap, cost share)."""
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for key, r in report.items():
+        for row in r["rows"]:
+            cost = row["cost_share_of_full_fine_tune"] or row["seconds_now"] / r["full_fine_tune_seconds_recorded"]
+            table.setdefault(row["estimator"], {})[key] = (row["gap"], cost)
+        for row in r.get("shortlists", []):
+            name = f"{row['estimator']} + shortlist {row['k']}"
+            table.setdefault(name, {})[key] = (row["gap"], row["cost_share_of_full_fine_tune"])
+    return table
+
+
+def summary(report: dict) -> list[str]:
+    """Across curves: each configuration's worst gap and its largest cost, the worst gap first."""
+    table = configurations(report)
+    keys = list(report)
+    lines = [f"Across the {len(keys)} curves ({len(table)} configurations; a configuration missing a curve is "
+             "left out of the ranking):", "",
+             "| configuration | " + " | ".join(f"gap {k}" for k in keys) + " | worst gap | largest cost |",
+             "|---|" + "---|" * (len(keys) + 2)]
+    complete = {name: rows for name, rows in table.items() if set(rows) == set(keys)}
+    for name, rows in sorted(complete.items(), key=lambda item: (max(g for g, _ in item[1].values()),
+                                                                  max(c for _, c in item[1].values()))):
+        lines.append(f"| {name} | " + " | ".join(f"{rows[k][0]:+.3f}" for k in keys)
+                     + f" | {max(g for g, _ in rows.values()):+.3f} | {max(c for _, c in rows.values()):.0%} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ _CHECK_OPTIONS = ("data_root", "image_size", "split", "seed", "split_seed", "gro
 # The kind and range of every numeric flag that is not a train option (those carry theirs in TrainConfig's metadata,
 # reused here where a command takes the same value): one table, checked as the flags are parsed.
 NUMBERS: dict[str, tuple[type, dict]] = {
+    "cuts": (int, limits(1, 1000)),
     "threads": (int, meta_of("threads")), "image_size": (int, meta_of("image_size")),
     "bootstrap": (int, meta_of("bootstrap")), "seed": (int, meta_of("seed")),
     "target_sensitivity": (float, meta_of("target_sensitivity")),
@@ -208,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--next-block", action="store_true", help="stage 2 also searches inside the next block")
     search.add_argument("--cut", choices=("auto",), default=argparse.SUPPRESS,
                         help="auto: the one-pass estimate replaces stage 1")
+    search.add_argument("--shortlist", type=_number("cuts"), default=0, metavar="K",
+                        help="with --cut auto: fine-tune the estimate's K best-ranked cuts instead of the two stages "
+                        "and pick the best on validation (see the guide's cut-estimators page for K)")
     search.add_argument("--scheduler", choices=("asha",), help="asha: successive halving instead of the two stages: "
                         "every cut starts, the worse half (on mean validation metric) is stopped at each rung")
     search.add_argument("--grace-epochs", type=_number("epochs"), default=3,
@@ -385,7 +389,8 @@ def _search(args: argparse.Namespace) -> None:
     if not args.noise_band >= 0:
         raise ConfigError(f"--noise-band is a number of standard errors, 0 or more; got {args.noise_band}.")
     result = search(cfg, seeds=_seeds(args.seeds), select=args.select_by, next_block=args.next_block,
-                    auto=cfg.cut == "auto", out=out, workers=args.workers, verbose=args.verbose,
+                    auto=cfg.cut == "auto", shortlist=args.shortlist, out=out, workers=args.workers,
+                    verbose=args.verbose,
                     executor=_executor(args, out), scheduler=args.scheduler,
                     halving=Halving(cfg.epochs, args.grace_epochs, args.reduction_factor, args.noise_band))
     print(result.table())

@@ -3,7 +3,9 @@
 Stage 1 fine-tunes TruncatedTL at every block boundary (the last one is the whole network); stage 2 at every
 layer-level cut inside the best block (optionally inside the next block too). With ``--cut auto`` the one-pass
 estimate (:mod:`medtl.analysis.autocut`) replaces stage 1: only the block holding its pick is fine-tuned, whole
-and at every layer inside it. With ``scheduler="asha"`` every cut is a candidate and successive halving
+and at every layer inside it; with a ``shortlist`` of K it replaces both stages: the estimate's K best-ranked cuts are
+fine-tuned and the best on validation is picked (an estimate ranks the right cut near the top more often than first).
+With ``scheduler="asha"`` every cut is a candidate and successive halving
 (:mod:`medtl.compare.halving`) stops the worse ones at rungs on their validation metric. Cuts are compared on the mean
 *validation* metric over seeds; test metrics are recorded for every candidate but never used to choose. Runs live
 in ``out/runs`` under the names ``medtl compare`` gives them, so a search and a compare grid of the same
@@ -55,6 +57,7 @@ class SearchResult:
     cost: dict
     files: list[Path]
     sure: Certainty | None = None
+    shortlist: list[str] | None = None  # --shortlist: the estimate's best-ranked cuts, fine-tuned
 
     def table(self) -> str:
         select = self.select
@@ -67,7 +70,12 @@ class SearchResult:
             lines.append(f"{r['stage']:<6}{r['cut']:<16}{r['runs']:>6}{r[f'val_{select}_mean']:>12.4f}{test}"
                          f"{'  <- pick' if r['cut'] == self.pick else ''}")
         c = self.cost
-        if self.block_pick:
+        if self.shortlist:
+            lines.append(f"the estimate's {len(self.shortlist)} best-ranked cuts fine-tuned, the search picked "
+                         f"{self.pick}: {c['runs']} runs, {c['epochs']} epochs, {c['train_seconds']:.0f}s of training "
+                         f"({c['fraction_of_exhaustive_runs']:.0%} of the {c['exhaustive_runs']} runs of an "
+                         "exhaustive search)")
+        elif self.block_pick:
             lines.append(f"stage 1 picked {self.block_pick}, the search {self.pick}: {c['runs']} runs, {c['epochs']} "
                          f"epochs, {c['train_seconds']:.0f}s of training "
                          f"({c['fraction_of_exhaustive_runs']:.0%} of the "
@@ -95,12 +103,14 @@ def stage_two(cuts: list[tuple[str, str]], block: str, next_block: bool) -> list
 
 
 def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "auprc", next_block: bool = False,
-           auto: bool = False, out: str | Path = "runs/search", workers: int = 1, verbose: bool = False,
+           auto: bool = False, shortlist: int = 0, out: str | Path = "runs/search", workers: int = 1,
+           verbose: bool = False,
            executor: Executor | None = None, scheduler: str | None = None, halving: Halving | None = None
            ) -> SearchResult:
     """Run the two-stage search for ``base`` (trained as ``truncated``; its cut is the search's to choose) and write
     ``search.csv`` (every candidate's validation and test metrics) and ``search.json`` (the picks and the cost) to
-    ``out``. With ``auto`` the one-pass estimate replaces stage 1; with ``scheduler="asha"`` successive halving
+    ``out``. With ``auto`` the one-pass estimate replaces stage 1 (with ``shortlist`` K > 0, both stages: its K
+    best-ranked cuts are fine-tuned); with ``scheduler="asha"`` successive halving
     (``halving``: its rungs, default after 3, 6, 12, ... epochs, halving each time) replaces both stages.
     ``executor`` trains the runs (default: ``workers`` local processes)."""
     if select not in SELECT:
@@ -111,6 +121,9 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
         raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}.")
     if scheduler and (auto or next_block):
         raise ConfigError("--scheduler asha searches every cut at once; drop --cut auto and --next-block.")
+    if shortlist and (not auto or next_block):
+        raise ConfigError("--shortlist fine-tunes the --cut auto estimate's best-ranked cuts: add --cut auto "
+                          "(and drop --next-block, which belongs to the two stages).")
     base = replace(base, strategy="truncated", cut=None).validate()
     out = make_dir(out)
     base = open_grid(base, out, "search")  # --track: a parent run with the grid's runs nested
@@ -136,12 +149,17 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     if auto:
         estimate = estimate_for(base, select)
         log.info(estimate.table())
+    if estimate is not None and shortlist:
+        chosen = [s.cut for s in estimate.ranking()[:shortlist]]
+        rows = fine_tune([name for name, _ in cuts if name in chosen], 1)  # in network order
+        block_pick: str | None = None
+    elif estimate is not None:
         block_pick = block_of(cuts, estimate.pick)
         rows = fine_tune([block_pick], 1)
     else:
         rows = fine_tune([name for name, level in cuts if level == "block"], 1)
         block_pick = best_on_validation(rows, select)["cut"]
-    inner = stage_two(cuts, block_pick, next_block)
+    inner = stage_two(cuts, block_pick, next_block) if block_pick else []
     if inner:
         rows += fine_tune(inner, 2)
     pick = best_on_validation(rows, select)["cut"]
@@ -151,8 +169,11 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     if estimate is not None:
         cost["estimate_seconds"] = estimate.seconds
     sure = _certainty(base, rows, list(seeds), select, pick, out, estimate)
-    return _write(out, rows, select, block_pick, pick, cost, list(seeds), base,
-                  {"stage_two": inner, "estimate": estimate.to_dict() if estimate else None}, sure)
+    result = _write(out, rows, select, block_pick, pick, cost, list(seeds), base,
+                    {"stage_two": inner, "shortlist": shortlist or None,
+                     "estimate": estimate.to_dict() if estimate else None}, sure)
+    result.shortlist = [r["cut"] for r in rows] if shortlist else None
+    return result
 
 
 def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[int], select: str, out: Path,

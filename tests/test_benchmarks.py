@@ -46,3 +46,51 @@ def test_beyond_chooses_each_strategys_rate_on_validation_only():
     chosen, tried = choose(records)
     assert {(r["strategy"], r["lr"]) for r in chosen} == {("full", "1e-3"), ("lora", "1e-2")}  # test never looked at
     assert len(chosen) == 3 and len(tried) == 4 and {t["runs"] for t in tried} == {1, 2}
+
+
+def test_a_replayed_shortlist_picks_on_each_seeds_validation_and_counts_its_runs():
+    """The replay of ``search --cut auto --shortlist K``: the K best scores (not the pick), decided per seed on that
+    run's validation metric; the gap is measured on the seed-mean test curve and the cost adds the runs' seconds."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.cut_estimators import shortlists, summary
+
+    test = {"a": 0.80, "b": 0.90, "c": 0.85, "d": 0.70}
+    choice = {"full_fine_tune_seconds": 100.0,
+              "curve": [{"cut": c, "test_auroc_mean": t, "val_auprc_mean": 0.5, "train_seconds_mean": 50.0}
+                        for c, t in test.items()],
+              "runs": [{"cut": c, "repeat": seed, "val_auprc": v, "train_seconds": 40.0}
+                       for seed, vals in ((0, {"a": .9, "b": .8, "c": .7, "d": .6}), (1, {"a": .1, "b": .8, "c": .7,
+                                                                                         "d": .6}))
+                       for c, v in vals.items()]}
+    ridge = {"estimator": "ridge", "scores": {"a": 0.3, "b": 0.9, "c": 0.2, "d": 0.8},
+             "cost_share_of_full_fine_tune": 0.05, "seconds_now": 5.0, "gap": 0.0}
+    [two, three] = shortlists(choice, [ridge], [2, 3], "auprc")
+    assert two["shortlist"] == ["b", "d"] and two["picks"] == {"0": "b", "1": "b"} and two["gap"] == 0.0
+    assert three["shortlist"] == ["a", "b", "d"] and three["picks"] == {"0": "a", "1": "b"}
+    assert three["gap"] == pytest.approx(0.05) and three["gap_worst_replay"] == pytest.approx(0.10)
+    assert three["cost_share_of_full_fine_tune"] == pytest.approx(0.05 + 3 * 40 / 100)
+    del choice["runs"]  # an older curve file: one replay on seed means, which says so
+    [mean] = shortlists(choice, [ridge], [2], "auprc")
+    assert mean["replayed_on"] == "seed means" and mean["cost_share_of_full_fine_tune"] == pytest.approx(1.05)
+    report = {"x-64": {"rows": [{**ridge, "gap": 0.1}], "shortlists": [two, three],
+                       "full_fine_tune_seconds_recorded": 1}}
+    lines = summary(report)
+    assert lines[0].startswith("Across the 1 curves (3 configurations") and "| ridge + shortlist 2 |" in lines[4]
+
+
+def test_subsample_keeps_patients_whole_and_the_test_split_untouched(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.subsample import main
+
+    rows = ["path,label,split,patient"]
+    rows += [f"img{i}.png,{'sick' if i % 4 else 'well'},train,p{i // 2}" for i in range(200)]
+    rows += [f"t{i}.png,{'sick' if i % 2 else 'well'},test,q{i}" for i in range(30)]
+    (tmp_path / "all.csv").write_text("\n".join(rows) + "\n")
+    main([str(tmp_path / "all.csv"), str(tmp_path / "sub.csv"), "--train", "60", "--val", "20", "--group", "patient"])
+    import csv
+    sub = list(csv.DictReader(open(tmp_path / "sub.csv")))
+    split = {s: [r for r in sub if r["split"] == s] for s in ("train", "val", "test")}
+    assert len(split["test"]) == 30 and 58 <= len(split["train"]) <= 64 and 18 <= len(split["val"]) <= 24
+    assert not {r["patient"] for r in split["train"]} & {r["patient"] for r in split["val"]}
+    assert {r["label"] for r in split["val"]} == {"sick", "well"}
+    assert all(r["path"].startswith(str(tmp_path)) for r in sub)  # paths resolved against the source's folder
