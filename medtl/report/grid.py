@@ -137,6 +137,14 @@ def grid_page(directory: Path) -> dict:
             "sections": [s for s in sections if s["blocks"]]}
 
 
+def how_searched(result: dict) -> list[tuple[str, object]]:
+    """What the search fine-tuned before its pick: a shortlist of the estimate, or the two stages."""
+    if result.get("shortlist"):
+        return [("fine-tuned", f"the --cut auto estimate's {result['shortlist']} best-ranked cuts")]
+    return [("stage 1 (blocks) picked", result.get("block_pick")),
+            ("stage 2 searched", ", ".join(result.get("stage_two") or []) or "–")]
+
+
 def search_page(directory: Path) -> dict:
     rows = read_rows(directory / SearchDir.CSV)
     trained = [r for r in rows if r.get("test_auroc_mean") is not None]  # successive halving stops some cuts early
@@ -146,9 +154,7 @@ def search_page(directory: Path) -> dict:
     caption = (f"Every candidate cut; chosen on mean {result.get('select', 'validation')} over seeds "
                f"{result.get('seeds')}, test metrics recorded only. Highlighted: the pick.")
     sections = [
-        section("The pick", pairs([("stage 1 (blocks) picked", result.get("block_pick")),
-                                   ("the search picked", result.get("pick")),
-                                   ("stage 2 searched", ", ".join(result.get("stage_two") or []) or "–"),
+        section("The pick", pairs([*how_searched(result), ("the search picked", result.get("pick")),
                                    *[(k.replace("_", " "), v) for k, v in cost.items()]])),
         section("Candidates", summary_table(rows, "stage", caption, picked=result.get("pick"))),
         section("Against the cut point", cut_figure(trained, config.get("backbone"), "Test AUROC/AUPRC of "
