@@ -52,7 +52,7 @@ def test_a_replayed_shortlist_picks_on_each_seeds_validation_and_counts_its_runs
     """The replay of ``search --cut auto --shortlist K``: the K best scores (not the pick), decided per seed on that
     run's validation metric; the gap is measured on the seed-mean test curve and the cost adds the runs' seconds."""
     sys.path.insert(0, str(ROOT))
-    from benchmarks.cut_estimators import shortlists, summary
+    from benchmarks.cut_estimators import exhaustive, shortlists, summary
 
     test = {"a": 0.80, "b": 0.90, "c": 0.85, "d": 0.70}
     choice = {"full_fine_tune_seconds": 100.0,
@@ -76,6 +76,11 @@ def test_a_replayed_shortlist_picks_on_each_seeds_validation_and_counts_its_runs
                        "full_fine_tune_seconds_recorded": 1}}
     lines = summary(report)
     assert lines[0].startswith("Across the 1 curves (3 configurations") and "| ridge + shortlist 2 |" in lines[4]
+    choice.update(exhaustive_train_seconds=400.0, curve=[{**r, "val_auprc_mean": 0.9 if r["cut"] == "c" else 0.8}
+                                                          for r in choice["curve"]])
+    reference = exhaustive(choice, "auprc")  # every cut fine-tuned, the best on validation: "c" (0.05), not "b"
+    assert reference["pick"] == "c" and reference["gap"] == pytest.approx(0.05)
+    assert reference["cost_share_of_full_fine_tune"] == 4.0
 
 
 def test_subsample_keeps_patients_whole_and_the_test_split_untouched(tmp_path):
