@@ -73,6 +73,7 @@ def main(argv: list[str]) -> None:
             report[key]["shortlists"] = shortlists(choice, rows, sizes, args.select)
             report[key]["exhaustive"] = exhaustive(choice, args.select)
             report[key]["select"] = args.select
+            report[key]["curve"] = path.name
             continue
         multiexit_epochs = args.multiexit_epochs or max(3, choice["epochs"] // 3)
         start = time.perf_counter()
@@ -161,7 +162,8 @@ def shortlists(choice: dict, rows: list[dict], sizes: list[int], select: str) ->
 
 
 def markdown(report: dict) -> str:
-    lines = ["| data | estimator | weighted τ vs test AUROC | vs val AUROC | pick | its test AUROC | gap to best | "
+    lines = [*summary(report), "", "Per curve and estimator:", "",
+             "| data | estimator | weighted τ vs test AUROC | vs val AUROC | pick | its test AUROC | gap to best | "
              "cost (share of one fine-tune, load-corrected) |", "|---|---|---|---|---|---|---|---|"]
     for key, r in report.items():
         for row in r["rows"]:
@@ -181,7 +183,6 @@ def markdown(report: dict) -> str:
             lines.append(f"| {key} | {row['estimator']} | {row['k']} | {', '.join(row['shortlist'])} | {picks} | "
                          f"{row['gap']:+.3f}; {row['gap_worst_replay']:+.3f} | "
                          f"{row['cost_share_of_full_fine_tune']:.0%} | {row['replayed_on']} |")
-    lines += ["", *summary(report)]
     return "\n".join(lines) + "\n"
 
 
