@@ -13,7 +13,8 @@ curve *after scaling by the load*: the ridge estimate (pass included) is timed n
 file gives the slowdown. The multi-exit run's cost is also given in full-network epochs against the full fine-tune's.
 
 Shortlists (``--shortlist 2,3``): ``medtl search --cut auto --shortlist K`` fine-tunes a one-pass estimator's K
-best-ranked cuts and keeps the best on validation (``--select``, the search's default AUPRC). It is replayed on the
+best-ranked cuts and keeps the best on validation (``--select``, the search's default AUPRC; the ridge probe ranks by
+the same metric there, as in the search). It is replayed on the
 grid's own runs, once per seed (one run per shortlisted cut, picked on that run's validation metric); its gap is the
 mean over those replays of the pick's gap (seed-mean test AUROC, as for the estimators), and its cost the estimator's
 plus the shortlisted runs' recorded seconds, over one full fine-tune. A curve file without per-run records (older
@@ -68,22 +69,37 @@ def main(argv: list[str]) -> None:
         full = choice["full_fine_tune_seconds"]
         full_epochs = curve[list(curve)[-1]].get("epochs_run_mean", choice["epochs"])
         sizes = [int(k) for k in args.shortlist.split(",") if k]
+        levels = tuple(dict.fromkeys(r["level"] for r in choice["curve"]))  # the curve's cuts only
+
+        def features() -> tuple[list, list, np.ndarray, float]:
+            """The curve's cuts, their pooled pretrained features, the labels, and the seconds it took."""
+            start = time.perf_counter()
+            y = np.concatenate([data.train.labels.numpy(), data.val.labels.numpy()])
+            index = sample(y, MAX_IMAGES, data.task)
+            cuts, pooled = pooled_features(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg),
+                                           index=index, volume=volume, levels=levels)
+            return cuts, pooled, (y if index is None else y[index]), time.perf_counter() - start
+
+        def rank_as_search(row: dict, cuts: list, pooled: list, y: np.ndarray) -> None:
+            """The search ranks by its --select-by metric; of the estimators only ridge's score depends on it."""
+            if row["estimator"] == "ridge" and args.select != "auroc":
+                scores = score_cuts(cuts, pooled, y, data.task, args.select, "ridge")[0]
+                row[f"scores_{args.select}"] = {s.cut: s.score for s in scores}
+
         if key in report and not args.fresh and {r["estimator"] for r in report[key]["rows"]} >= set(names):
             rows = [r for r in report[key]["rows"] if r["estimator"] in names]
+            missing = [r for r in rows if r["estimator"] == "ridge" and f"scores_{args.select}" not in r]
+            if missing and args.select != "auroc":
+                cuts, pooled, y, _ = features()
+                for row in missing:
+                    rank_as_search(row, cuts, pooled, y)
             report[key]["shortlists"] = shortlists(choice, rows, sizes, args.select)
             report[key]["exhaustive"] = exhaustive(choice, args.select)
             report[key]["select"] = args.select
             report[key]["curve"] = path.name
             continue
         multiexit_epochs = args.multiexit_epochs or max(3, choice["epochs"] // 3)
-        start = time.perf_counter()
-        y = np.concatenate([data.train.labels.numpy(), data.val.labels.numpy()])
-        index = sample(y, MAX_IMAGES, data.task)
-        levels = tuple(dict.fromkeys(r["level"] for r in choice["curve"]))  # the curve's cuts only
-        cuts, features = pooled_features(cfg.backbone, data, cfg.image_size, weights=model_weights(cfg), index=index,
-                                         volume=volume, levels=levels)
-        y = y if index is None else y[index]
-        feature_seconds = time.perf_counter() - start
+        cuts, pooled, y, feature_seconds = features()
         rows, slowdown = [], None
         for name in names:
             start = time.perf_counter()
@@ -92,7 +108,7 @@ def main(argv: list[str]) -> None:
                                    estimator="multiexit", epochs=multiexit_epochs, levels=levels)
                 scores, pick, seconds = est.scores, est.pick, est.seconds
             else:
-                scores, _, _, pick = score_cuts(cuts, features, y, data.task, "auroc", name)
+                scores, _, _, pick = score_cuts(cuts, pooled, y, data.task, "auroc", name)
                 seconds = feature_seconds + time.perf_counter() - start
             if name == "ridge":
                 slowdown = seconds / choice["auto_seconds"]["1"]
@@ -105,6 +121,7 @@ def main(argv: list[str]) -> None:
             if name == "multiexit":
                 row["epochs"] = multiexit_epochs
                 row["cost_epochs_share_of_full_fine_tune"] = multiexit_epochs / full_epochs
+            rank_as_search(row, cuts, pooled, y)
             rows.append(row)
             print(f"{path.name} {name}: pick {pick} gap {row['gap']:+.3f} tau_w {row['tau_w_test']:.2f} "
                   f"{seconds:.1f}s", flush=True)
@@ -147,7 +164,8 @@ def shortlists(choice: dict, rows: list[dict], sizes: list[int], select: str) ->
     for row in rows:
         if row["estimator"] == "multiexit":  # already near a fine-tune's cost before any shortlisted run
             continue
-        ranked = sorted(row["scores"], key=lambda c: -row["scores"][c])  # ties: the shallower first (as the search)
+        by = row.get(f"scores_{select}", row["scores"])  # ridge: scored with the search's metric
+        ranked = sorted(by, key=lambda c: -by[c])  # ties: the shallower first (as the search)
         estimate = row["cost_share_of_full_fine_tune"] or row["seconds_now"] / full
         for k in sizes:
             chosen = [c for c in curve if c in ranked[:k]]  # network order, as the search trains and ties them

@@ -69,6 +69,8 @@ def test_a_replayed_shortlist_picks_on_each_seeds_validation_and_counts_its_runs
     assert three["shortlist"] == ["a", "b", "d"] and three["picks"] == {"0": "a", "1": "b"}
     assert three["gap"] == pytest.approx(0.05) and three["gap_worst_replay"] == pytest.approx(0.10)
     assert three["cost_share_of_full_fine_tune"] == pytest.approx(0.05 + 3 * 40 / 100)
+    [by_auprc] = shortlists(choice, [{**ridge, "scores_auprc": {"a": 0.9, "b": 0.1, "c": 0.2, "d": 0.8}}], [2], "auprc")
+    assert by_auprc["shortlist"] == ["a", "d"]  # ranked by the search's metric when the estimator has one
     del choice["runs"]  # an older curve file: one replay on seed means, which says so
     [mean] = shortlists(choice, [ridge], [2], "auprc")
     assert mean["replayed_on"] == "seed means" and mean["cost_share_of_full_fine_tune"] == pytest.approx(1.05)
