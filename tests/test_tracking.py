@@ -84,6 +84,23 @@ def test_tensorboard_scalars_equal_history_and_metrics(resumed):
     assert events.Scalars("test_auroc")[-1].value == pytest.approx(metrics["test_auroc"], rel=1e-6)  # float32
 
 
+def test_a_resume_in_the_same_second_keeps_the_first_event_file(tmp_path):
+    """tensorboardX names event files by the second: the resumed writer must not overwrite the first one's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from medtl.tracking.tensorboard_run import TensorBoardTracker
+
+    for epoch, restored in ((1, 0), (2, 1)):  # both writers open well within one second
+        tracker = TensorBoardTracker()
+        tracker.open(tmp_path, None, {"logdir": "tb"} if restored else None, None, "run", {}, tmp_path, restored)
+        tracker.log_epoch({"epoch": epoch, "val_auroc": 0.5 + epoch / 10})
+        tracker.close("FINISHED")
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert len(list((tmp_path / "tb").iterdir())) == 2
+    assert [(e.step, round(e.value, 3)) for e in events.Scalars("val_auroc")] == [(1, 0.6), (2, 0.7)]
+
+
 @pytest.mark.slow
 def test_compare_grid_is_one_parent_with_its_runs_nested(out):
     from medtl.compare import compare

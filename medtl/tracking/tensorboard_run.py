@@ -4,6 +4,7 @@ metrics.json; the step is the epoch (final metrics at the selected epoch). A res
 directory and purges the epochs it trains again."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..optional import require
@@ -23,7 +24,10 @@ class TensorBoardTracker:
     def open(self, directory: Path, cfg, record: dict | None, parent: str | None, name: str, tags: dict[str, str],
              store: Path, restored_through: int) -> dict:
         purge = restored_through + 1 if record and restored_through else None  # drop the epochs trained again
-        self.writer = SummaryWriter(logdir=str(directory / LOGDIR), purge_step=purge)
+        # tensorboardX names the event file by the second and opens it for writing: a resume within the same second
+        # would overwrite the first file. Nanoseconds keep the names unique and in the order they were written.
+        self.writer = SummaryWriter(logdir=str(directory / LOGDIR), purge_step=purge,
+                                    filename_suffix=f".{time.time_ns():020d}")
         return {"logdir": LOGDIR}
 
     def log_epoch(self, row: dict) -> None:
