@@ -77,12 +77,12 @@ def manifest(src: Path, out: Path, args: argparse.Namespace, rng: np.random.Gene
 
 
 def npz(src: Path, out: Path, args: argparse.Namespace, rng: np.random.Generator) -> str:
+    if args.val:
+        raise SystemExit("--val applies to manifests; a MedMNIST .npz keeps its own validation split")
     arrays = dict(np.load(src))
     y = arrays["train_labels"].reshape(len(arrays["train_labels"]), -1)[:, 0].astype(str).tolist()
     index = sorted(int(i) for i in stratified(y, [str(i) for i in range(len(y))], args.train, rng))
     arrays["train_images"], arrays["train_labels"] = arrays["train_images"][index], arrays["train_labels"][index]
-    if args.val:
-        raise SystemExit("--val applies to manifests; a MedMNIST .npz keeps its own validation split")
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
     return ", ".join(f"{s} {len(arrays[f'{s}_labels'])}" for s in ("train", "val", "test"))

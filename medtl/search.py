@@ -104,9 +104,8 @@ def stage_two(cuts: list[tuple[str, str]], block: str, next_block: bool) -> list
 
 def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "auprc", next_block: bool = False,
            auto: bool = False, shortlist: int = 0, out: str | Path = "runs/search", workers: int = 1,
-           verbose: bool = False,
-           executor: Executor | None = None, scheduler: str | None = None, halving: Halving | None = None
-           ) -> SearchResult:
+           verbose: bool = False, executor: Executor | None = None, scheduler: str | None = None,
+           halving: Halving | None = None) -> SearchResult:
     """Run the two-stage search for ``base`` (trained as ``truncated``; its cut is the search's to choose) and write
     ``search.csv`` (every candidate's validation and test metrics) and ``search.json`` (the picks and the cost) to
     ``out``. With ``auto`` the one-pass estimate replaces stage 1 (with ``shortlist`` K > 0, both stages: its K
@@ -145,13 +144,14 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
         planned.extend(r.get("epochs_planned", r["epochs_run"]) for r in records)  # older runs: what they ran
         return [{"stage": stage, **row} for row in summarise(records, KEYS, totals=("epochs_run", "train_seconds"))]
 
-    estimate = None
+    estimate, chosen = None, None  # chosen: the shortlist, fine-tuned in network order
     if auto:
         estimate = estimate_for(base, select)
         log.info(estimate.table())
     if estimate is not None and shortlist:
-        chosen = [s.cut for s in estimate.ranking()[:shortlist]]
-        rows = fine_tune([name for name, _ in cuts if name in chosen], 1)  # in network order
+        best_ranked = {s.cut for s in estimate.ranking()[:shortlist]}
+        chosen = [name for name, _ in cuts if name in best_ranked]
+        rows = fine_tune(chosen, 1)
         block_pick: str | None = None
     elif estimate is not None:
         block_pick = block_of(cuts, estimate.pick)
@@ -169,11 +169,9 @@ def search(base: TrainConfig, *, seeds: list[int] = (0, 1, 2), select: str = "au
     if estimate is not None:
         cost["estimate_seconds"] = estimate.seconds
     sure = _certainty(base, rows, list(seeds), select, pick, out, estimate)
-    result = _write(out, rows, select, block_pick, pick, cost, list(seeds), base,
-                    {"stage_two": inner, "shortlist": shortlist or None,
-                     "estimate": estimate.to_dict() if estimate else None}, sure)
-    result.shortlist = [r["cut"] for r in rows] if shortlist else None
-    return result
+    return _write(out, rows, select, block_pick, pick, cost, list(seeds), base,
+                  {"stage_two": inner, "shortlist": chosen,
+                   "estimate": estimate.to_dict() if estimate else None}, sure)
 
 
 def _halving_search(base: TrainConfig, cuts: list[tuple[str, str]], seeds: list[int], select: str, out: Path,
@@ -233,7 +231,8 @@ def _write(out: Path, rows: list[dict], select: str, block_pick: str | None, pic
                                       "pick": pick, "cost": cost, "out": str(out), "config": base.to_dict(),
                                       "certainty": sure.to_dict(), **extra})
     close_grid(base, out, [out / SearchDir.CSV, out / SearchDir.JSON])
-    return SearchResult(rows, select, block_pick, pick, cost, [out / SearchDir.CSV, out / SearchDir.JSON], sure)
+    return SearchResult(rows, select, block_pick, pick, cost, [out / SearchDir.CSV, out / SearchDir.JSON], sure,
+                        extra.get("shortlist"))
 
 
 def block_of(cuts: list[tuple[str, str]], name: str) -> str:

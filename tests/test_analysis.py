@@ -227,21 +227,28 @@ def test_search_picks_on_validation_and_counts_its_cost(tmp_path, monkeypatch):
     assert len(trained) == 20
 
 
-def test_search_with_cut_auto_fine_tunes_only_the_estimated_block(tmp_path, monkeypatch):
+def fake_training(monkeypatch, best: str) -> list[str]:
+    """Training replaced by a stand-in whose validation AUPRC is highest at ``best``; returns the cuts it trains."""
     import medtl.experiment as experiment_module
-    import medtl.search as search_module
-    from medtl.analysis.autocut import AutoCut
     from medtl.artifacts import write_json
 
-    trained = []
+    trained: list[str] = []
 
     def fake_train(config, run_dir, verbose, report=None):
         trained.append(config.cut)
         run_dir.mkdir(parents=True)
-        write_json(run_dir / "metrics.json", {"val_auprc": 0.9 if config.cut == "blocks.3.1" else 0.8, "val_auroc": 0.5,
+        write_json(run_dir / "metrics.json", {"val_auprc": 0.9 if config.cut == best else 0.8, "val_auroc": 0.5,
                                               "test_auroc": 0.5, "test_auprc": 0.5, **COSTS})
 
     monkeypatch.setattr(experiment_module, "start", fake_train)
+    return trained
+
+
+def test_search_with_cut_auto_fine_tunes_only_the_estimated_block(tmp_path, monkeypatch):
+    import medtl.search as search_module
+    from medtl.analysis.autocut import AutoCut
+
+    trained = fake_training(monkeypatch, "blocks.3.1")
     estimate = AutoCut("blocks.3.0", "blocks.3.0", 0.0, "auprc", [], 624, 64, 2.0)
     monkeypatch.setattr(search_module, "estimate_for", lambda *args, **kwargs: estimate)
     result = search_module.search(medtl.TrainConfig(), seeds=[0], auto=True, out=tmp_path)
@@ -253,20 +260,10 @@ def test_search_with_cut_auto_fine_tunes_only_the_estimated_block(tmp_path, monk
 def test_search_with_a_shortlist_fine_tunes_the_estimates_best_ranked_cuts(tmp_path, monkeypatch):
     """--shortlist 3: the three best scores are fine-tuned (not the pick's block) and validation decides among them,
     even against the estimate's own order; without --cut auto the flag is refused."""
-    import medtl.experiment as experiment_module
     import medtl.search as search_module
     from medtl.analysis.autocut import AutoCut, CutScore
-    from medtl.artifacts import write_json
 
-    trained = []
-
-    def fake_train(config, run_dir, verbose, report=None):
-        trained.append(config.cut)
-        run_dir.mkdir(parents=True)
-        write_json(run_dir / "metrics.json", {"val_auprc": 0.9 if config.cut == "blocks.2" else 0.8, "val_auroc": 0.5,
-                                              "test_auroc": 0.5, "test_auprc": 0.5, **COSTS})
-
-    monkeypatch.setattr(experiment_module, "start", fake_train)
+    trained = fake_training(monkeypatch, "blocks.2")
     scores = [CutScore(cut, "block", 8, score) for cut, score in
               (("blocks.1", 0.1), ("blocks.2", 0.7), ("blocks.3", 0.2), ("blocks.4", 0.9), ("blocks.5", 0.8))]
     estimate = AutoCut("blocks.4", "blocks.4", 0.0, "auprc", scores, 624, 64, 2.0)
@@ -275,6 +272,6 @@ def test_search_with_a_shortlist_fine_tunes_the_estimates_best_ranked_cuts(tmp_p
     assert trained == ["blocks.2", "blocks.4", "blocks.5"]  # network order, no stage 2
     assert result.pick == "blocks.2" and result.block_pick is None and result.shortlist == trained
     assert result.cost["runs"] == 3 and "3 best-ranked cuts fine-tuned, the search picked blocks.2" in result.table()
-    assert json.loads((tmp_path / "search.json").read_text())["shortlist"] == 3
+    assert json.loads((tmp_path / "search.json").read_text())["shortlist"] == trained
     with pytest.raises(medtl.ConfigError, match="--shortlist"):
         search_module.search(medtl.TrainConfig(), seeds=[0], shortlist=3, out=tmp_path / "two-stage")

@@ -140,7 +140,8 @@ def grid_page(directory: Path) -> dict:
 def how_searched(result: dict) -> list[tuple[str, object]]:
     """What the search fine-tuned before its pick: a shortlist of the estimate, or the two stages."""
     if result.get("shortlist"):
-        return [("fine-tuned", f"the --cut auto estimate's {result['shortlist']} best-ranked cuts")]
+        return [("fine-tuned", f"the --cut auto estimate's {len(result['shortlist'])} best-ranked cuts: "
+                               + ", ".join(result["shortlist"]))]
     return [("stage 1 (blocks) picked", result.get("block_pick")),
             ("stage 2 searched", ", ".join(result.get("stage_two") or []) or "–")]
 
