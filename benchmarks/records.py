@@ -62,8 +62,10 @@ def chosen(rows: list[dict]) -> dict:
 
 
 def cell(row: dict, k: str) -> str:
-    return f"{row[k]:.3f} ± {row[f'{k}_std']:.3f}" if row["seeds"] > 1 and not row["configuration"].startswith(
-        "ensemble") else f"{row[k]:.3f}"
+    """Test metrics to 3 decimals; validation ones to 4, so that the choice between close configurations shows."""
+    digits = 4 if k.startswith("val_") else 3
+    return f"{row[k]:.{digits}f} ± {row[f'{k}_std']:.{digits}f}" if row["seeds"] > 1 and not row[
+        "configuration"].startswith("ensemble") else f"{row[k]:.{digits}f}"
 
 
 def main(argv: list[str]) -> None:
@@ -77,7 +79,7 @@ def main(argv: list[str]) -> None:
     singles = [row for f in args.folders for row in configurations(f, keep)]
     ensembles = [e for e in (ensemble(f) for f in args.folders) if e]
     best, best_ensemble = chosen(singles), chosen(ensembles) if ensembles else None
-    lines = [f"{len(singles)} configurations of single models and {len(ensembles)} ensembles tried; chosen: the best "
+    lines = [f"{len(singles)} configurations of single models and {len(ensembles)} ensemble(s) tried; chosen: the best "
              "mean validation AUPRC of each kind (test never used to choose).", "",
              "| configuration | seeds | test AUROC | test accuracy | val AUPRC | val AUROC | parameters | per seed |",
              "|---|---|---|---|---|---|---|---|"]

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from conftest import ROOT
 
@@ -101,3 +104,49 @@ def test_subsample_keeps_patients_whole_and_the_test_split_untouched(tmp_path):
     assert not {r["patient"] for r in split["train"]} & {r["patient"] for r in split["val"]}
     assert {r["label"] for r in split["val"]} == {"sick", "well"}
     assert all(r["path"].startswith(str(tmp_path)) for r in sub)  # paths resolved against the source's folder
+
+
+def test_a_resized_copy_holds_the_pixels_training_reads_from_the_originals(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.resize_manifest import main
+    from medtl.data.images import load_images
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "src").mkdir()
+    rows = ["path,label,split,patient"]
+    for i, mode in enumerate(["L", "RGB", "L"]):
+        shape = (90, 70) if mode == "L" else (90, 70, 3)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(tmp_path / "src" / f"{i}.jpg")
+        rows.append(f"src/{i}.jpg,{i % 2},train,p{i}")
+    (tmp_path / "all.csv").write_text("\n".join(rows) + "\n")
+    main([str(tmp_path / "all.csv"), str(tmp_path / "copy"), "--size", "32"])
+    copy = (tmp_path / "copy" / "manifest.csv").read_text().splitlines()
+    assert copy[0] == rows[0] and [r.split(",", 1)[1] for r in copy[1:]] == [r.split(",", 1)[1] for r in rows[1:]]
+    original, _, _ = load_images([tmp_path / r.split(",")[0] for r in rows[1:]], 32)
+    resized, _, _ = load_images([tmp_path / "copy" / r.split(",")[0] for r in copy[1:]], 32)
+    assert original.shape == resized.shape == (3, 3, 32, 32) and torch.equal(original, resized)
+
+
+def test_records_choose_on_validation_and_count_every_configuration(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.records import main
+
+    header = "run,strategy,cut,level,repeat,test_auroc,test_auprc,test_accuracy,val_auroc,val_auprc,best_epoch," \
+             "epochs_run,train_seconds,parameters"
+    grids = {"a": [("truncated", "blocks.3", 0.99, 0.90), ("full", "", 0.80, 0.95)],  # full: best test, worse val
+             "b": [("truncated", "blocks.4", 0.70, 0.93)]}
+    for name, configs in grids.items():
+        (tmp_path / name).mkdir()
+        lines = [header] + [f"{s}-s{seed},{s},{cut},block,{seed},{test + seed / 100},0.9,0.8,0.9,{val - seed / 1000},"
+                            f"5,8,10,1000" for s, cut, test, val in configs for seed in range(3)]
+        (tmp_path / name / "runs.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "ens-b").mkdir()  # an ensemble of b's seeds
+    (tmp_path / "ens-b" / "metrics.json").write_text(json.dumps(
+        {"members": 3, "parameters": 3000, "test_auroc": 0.75, "test_accuracy": 0.7, "val_auprc": 0.96,
+         "val_auroc": 0.9}))
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "rec")])
+    result = json.loads((tmp_path / "rec.json").read_text())
+    assert len(result["configurations"]) == 3 and len(result["ensembles"]) == 1
+    assert result["chosen"]["configuration"] == "a: full" and abs(result["chosen"]["test_auroc"] - 0.81) < 1e-9
+    assert result["chosen_ensemble"]["test_auroc"] == 0.75
+    assert len((tmp_path / "rec-runs.csv").read_text().splitlines()) == 1 + 9
