@@ -237,3 +237,42 @@ def test_head2toe_model_reloads_with_its_selection(tmp_path):
     assert torch.equal(loaded.head.mask, model.head.mask) and loaded.head.mask.sum() < loaded.head.mask.numel()
     with torch.no_grad():
         assert torch.allclose(loaded(X), model(X), atol=1e-6)
+
+
+def _volume_model(name, mode, **params):
+    strategy = get_strategy(name, cut="blocks.2", **params)
+    return strategy, strategy.build(BACKBONE, 2, weights=None, image_size=32, volume=mode)
+
+
+@pytest.mark.parametrize("mode", ["acs", "i3d"])
+def test_lora_on_a_volume_model_updates_every_dense_kernel_and_merges_exactly(mode):
+    from medtl.backbones.volume import VolumeConv
+
+    strategy, model = _volume_model("lora", mode, lora_rank=3)
+    dense = {f"trunk.{n}" for n, m in model.trunk.named_modules() if isinstance(m, VolumeConv) and m.groups == 1}
+    trunk = _trainable(model) - HEAD
+    assert dense and trunk == {f"{n}.parametrizations.weight.0.lora_{x}" for n in dense for x in "AB"}
+    assert "trunk.conv_stem" in dense and not any("conv_dw" in n for n in trunk)  # the stem too; depthwise never
+    assert _grouped(strategy, model) == _trainable(model)
+    stem = model.trunk.conv_stem.parametrizations.weight
+    assert stem[0].lora_A.shape == (3, stem.original[0].numel()) and stem[0].lora_B.shape == (stem.original.shape[0], 3)
+    volume = torch.randn(2, 3, 16, 16, 16, generator=torch.Generator().manual_seed(0))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    strategy.train_mode(model)
+    model(volume).logsumexp(1).mean().backward()
+    torch.optim.SGD(strategy.param_groups(model, 0.1), lr=0.1).step()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if k.endswith(".original"))
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if k.endswith("lora_B"))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for n, p in model.named_parameters():  # far from the identity start, as after training
+            if p.requires_grad and not n.startswith("head"):
+                p.add_(0.2 * torch.randn_like(p))
+        model.eval()
+        expected = model(volume)
+        merged = strategy.merged(model).eval()
+        plain = _volume_model("truncated", mode)[1]
+        assert list(merged.state_dict()) == list(plain.state_dict())
+        plain.load_state_dict(merged.state_dict())
+        assert torch.allclose(plain.eval()(volume), expected, atol=1e-4)
+        assert not torch.allclose(expected, _volume_model("truncated", mode)[1].eval()(volume), atol=1e-2)
