@@ -4,8 +4,10 @@
 #   - the record attempts: chest X-rays, AdrenalMNIST3D and BreastMNIST configurations, with an ensemble of each
 #     configuration's seeds.
 # Four jobs share the GPU (each a `medtl compare` with its own worker processes); at DEADLINE seconds what is still
-# training is stopped, and every finished run (its metrics, predictions and history, not its weights) is packed into
-# $OUT/*.tgz. Every command is a plain `medtl compare` / `medtl ensemble`: any one of them reproduces a row on its own.
+# training is stopped, and every finished run (its metrics, predictions and history, not its weights) and every log
+# is packed into the one file $OUT/results.tgz (the device tool brings back at most 8 files). Every command is a plain
+# `medtl compare` / `medtl ensemble`: any one of them reproduces a row on its own. As recorded on 2026-12-04 the 3D
+# table left LoRA out (it refused volumes then); its rows were trained afterwards on a CPU with the same command.
 #
 # Data travels in .carry/ (ignored by git): the chest X-rays resized once to 64 px by benchmarks/resize_manifest.py
 # (the same pixels medtl trains on at --image-size 64), adrenalmnist3d.npz and breastmnist.npz; the pip packages that
@@ -17,7 +19,8 @@ OUT=${OUT:-runs/gpu-out}; R=${R:-runs/gpu}; DEADLINE=${DEADLINE:-500}; PY=${PY:-
 S3=${S3:-0,1,2}; S5=${S5:-0,1,2,3,4}; E2D=${E2D:-15}; E3D=${E3D:-30}; CXR=${CXR:-.carry/kermany64/manifest.csv}
 ROOT=${ROOT:-.carry}; ADR=${ADR:-"--data adrenalmnist3d --data-root $ROOT"}; JOBS=${JOBS:-"cxr_table adr_table cxr_records breast_records"}
 WHEELS=${WHEELS:-.whl}; W1=${W1:-6}; W2=${W2:-3}; W3=${W3:-2}  # worker processes per job
-mkdir -p "$OUT" "$R"
+LOGS=$R/logs
+mkdir -p "$OUT" "$LOGS"
 if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$WHEELS"/*.whl || exit 1
   export PYTHONPATH=/tmp/site
@@ -47,9 +50,9 @@ cxr_table() {  # 9 strategies x 2 rates x 3 seeds
     $M compare $X --strategies $STRATS --cuts blocks.3 --seeds $S3 --lr $lr --workers $W1 --out $R/cxr64-lr$lr
   done
 }
-adr_table() {  # LoRA is left out: medtl's volume convolutions are not plain Conv3d, which peft adapts
+adr_table() {
   for lr in 1e-3 1e-2; do
-    $M compare $A --strategies ${STRATS/,lora/} --cuts blocks.3 --seeds $S3 --lr $lr --workers $W2 --out $R/adr32-lr$lr
+    $M compare $A --strategies $STRATS --cuts blocks.3 --seeds $S3 --lr $lr --workers $W2 --out $R/adr32-lr$lr
   done
   $M compare $A --strategies truncated --cuts blocks.2 --seeds $S3 --workers $W2 --out $R/adr-rec-b2
   $M compare $A --strategies truncated --cuts blocks.3 --seeds $S3 --lr 3e-3 --workers $W2 --out $R/adr-rec-lr3e-3
@@ -80,7 +83,7 @@ breast_records() {  # 5 seeds each, from the 28 px images
 
 for job in $JOBS; do
   bash -c "$(declare -f $job); M='$M' X='$X' A='$A' B='$B' R='$R' S3='$S3' S5='$S5' E2D='$E2D' W1=$W1 W2=$W2 \
-W3=$W3 STRATS='$STRATS' $job" > "$OUT/$job.log" 2>&1 &
+W3=$W3 STRATS='$STRATS' $job" > "$LOGS/$job.log" 2>&1 &
   echo "$job: pid $!"
 done
 while [ $(( $(date +%s) - start )) -lt "$DEADLINE" ] && [ -n "$(jobs -r)" ]; do sleep 5; done
@@ -92,7 +95,7 @@ echo "training done at $(( $(date +%s) - start )) s"
 for grid in "$R"/*-rec-*; do  # an ensemble of each record configuration's finished seeds
   members=$(ls -d "$grid"/runs/*/ 2>/dev/null | while read -r d; do [ -f "$d/metrics.json" ] && echo "$d"; done)
   [ "$(echo "$members" | grep -c .)" -ge 2 ] && $M ensemble $members --out "$R/ens-$(basename "$grid")" \
-    --threads 1 --no-report > "$OUT/ensemble-$(basename "$grid").log" 2>&1 &
+    --threads 1 --no-report > "$LOGS/ensemble-$(basename "$grid").log" 2>&1 &
 done
 wait
 echo "ensembles done at $(( $(date +%s) - start )) s"

@@ -20,21 +20,19 @@ import sys
 from pathlib import Path
 
 KEYS = ("test_auroc", "test_accuracy", "val_auprc", "val_auroc")
-
-
 RUN_KEYS = ("run", "strategy", "cut", "repeat", "test_auroc", "test_auprc", "test_accuracy", "val_auroc", "val_auprc",
             "best_epoch", "epochs_run", "train_seconds", "parameters")
 
 
 def read_runs(folder: Path, strategies: set[str] | None) -> list[dict]:
+    """A compare folder's ``runs.csv`` rows (of ``strategies`` only, if given), tagged with the folder's name."""
     with open(folder / "runs.csv", newline="") as f:
         return [{"folder": folder.name, **{k: r[k] for k in RUN_KEYS}} for r in csv.DictReader(f)
                 if strategies is None or r["strategy"] in strategies]
 
 
-def configurations(folder: Path, strategies: set[str] | None) -> list[dict]:
-    """One row per strategy x cut of a compare folder's ``runs.csv``, over its seeds."""
-    runs = read_runs(folder, strategies)
+def configurations(folder: Path, runs: list[dict]) -> list[dict]:
+    """One row per strategy x cut of a compare folder's runs, over their seeds."""
     rows = []
     for key in dict.fromkeys((r["strategy"], r["cut"]) for r in runs):
         own = [r for r in runs if (r["strategy"], r["cut"]) == key]
@@ -76,7 +74,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     keep = set(args.strategies.split(",")) if args.strategies else None
-    singles = [row for f in args.folders for row in configurations(f, keep)]
+    runs = {f: read_runs(f, keep) for f in args.folders}
+    singles = [row for f in args.folders for row in configurations(f, runs[f])]
     ensembles = [e for e in (ensemble(f) for f in args.folders) if e]
     best, best_ensemble = chosen(singles), chosen(ensembles) if ensembles else None
     lines = [f"{len(singles)} configurations of single models and {len(ensembles)} ensemble(s) tried; chosen: the best "
@@ -95,7 +94,7 @@ def main(argv: list[str]) -> None:
     with open(f"{args.out}-runs.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["folder", *RUN_KEYS])
         w.writeheader()
-        w.writerows(r for folder in args.folders for r in read_runs(folder, keep))
+        w.writerows(r for folder in args.folders for r in runs[folder])
     Path(f"{args.out}.json").write_text(json.dumps({"configurations": singles, "ensembles": ensembles,
                                                     "chosen": best, "chosen_ensemble": best_ensemble}, indent=1))
     print("\n".join(lines))

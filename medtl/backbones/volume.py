@@ -64,11 +64,11 @@ class VolumeConv(nn.Module):
         """``(output channels, input channels, groups, 3D kernel shape, 3D weight)`` of each convolution run."""
         kh, kw = self.kernel_size
         whole = slice(None)
+        kernel = self.weight  # read once: a parametrized weight (lora) is computed on every read
         if self.mode == "i3d":
-            return [(whole, whole, self.groups, tuple(self.weight.shape[2:]), self.weight)]
-        flat = self.weight.unsqueeze(2)
+            return [(whole, whole, self.groups, tuple(kernel.shape[2:]), kernel)]
         if self.mode == "2.5d" or kh == kw == 1:  # a 1x1 kernel sees the same in every view: one convolution
-            return [(whole, whole, self.groups, (1, kh, kw), flat)]
+            return [(whole, whole, self.groups, (1, kh, kw), kernel.unsqueeze(2))]
         runs = []
         g, out_per, in_per = self.groups, self.out_channels // self.groups, self.in_channels // self.groups
         bounds = [round(g * i / 3) for i in range(4)] if g > 1 else [round(self.out_channels * i / 3) for i in range(4)]
@@ -80,7 +80,7 @@ class VolumeConv(nn.Module):
                 out, inp, groups = slice(lo * out_per, hi * out_per), slice(lo * in_per, hi * in_per), hi - lo
             else:
                 out, inp, groups = slice(lo, hi), whole, 1
-            weight = self.weight[out]
+            weight = kernel[out]
             runs.append((out, inp, groups, shape, weight.reshape(*weight.shape[:2], *shape)))
         return runs
 

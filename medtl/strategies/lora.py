@@ -33,8 +33,9 @@ TUNER = "_lora_tuner"  # where the peft tuner is kept on the classifier (outside
 
 
 def lora(cut: str | None = None, lora_rank: int = 8) -> Strategy:
-    """LoRA for convolutions (Hu et al., ICLR 2022, through peft): a rank-r update of every dense convolution of the
-    frozen network, plus the head; merged into the kernels for export; with --cut, on the truncated network."""
+    """LoRA for convolutions (Hu et al., ICLR 2022, through peft; on volumes as a parametrization of the kernels): a
+    rank-r update of every dense convolution of the frozen network, plus the head; merged into the kernels for
+    export; with --cut, on the truncated network."""
     if int(lora_rank) != lora_rank or lora_rank < 1:
         raise ConfigError(f"--lora-rank must be a whole number of at least 1, got {lora_rank}.")
     return Strategy("lora", cut=cut, adapter="lora", lora_rank=int(lora_rank))
@@ -93,7 +94,7 @@ class LoRA(Adapter):
         return (p for n, p in model.trunk.named_parameters() if ".lora_" in n)
 
     def merge(self, model: Classifier) -> Classifier:
-        if TUNER not in model.__dict__:  # a volume model: fold each update into its kernel
+        if model.spec.volume is not None:  # fold each update into its kernel
             for conv in volume_targets(model.trunk):
                 if parametrize.is_parametrized(conv, "weight"):
                     parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
